@@ -1,0 +1,3 @@
+from ml_target.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,135 @@
+"""Settings from the environment: one typed, immutable object, read once at start-up.
+
+Unknown values are refused with the list of accepted ones rather than silently replaced by a
+default: a typo in `CLIP_BACKEND` must not quietly change which embedding space a library is in.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from ml_target.errors import ConfigurationError
+
+DEVICES = ("hailort", "emulator")
+ARCHES = ("auto", "hailo8", "hailo8l")
+EMULATOR_PROFILES = ("hailo8", "hailo8l", "none")
+CLIP_BACKENDS = {
+    "vit-b-32": "clip_vit_b_32",
+    "vit-b-16": "clip_vit_b_16",
+    "siglip": "siglip_b_16",
+    "siglip2": "siglip2_b_32_256",
+    "tinyclip": "tinyclip_vit_39m",
+}
+FACE_DETECTORS = ("scrfd_2.5g", "scrfd_10g")
+FACE_RECOGNISERS = ("arcface_r50", "arcface_mobilefacenet")
+TASKS = ("clip", "faces", "ocr")
+
+
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigurationError(f"{name}={raw!r} is not a boolean; use true or false")
+
+
+def _choice(name: str, raw: str, allowed: tuple[str, ...] | Mapping[str, str]) -> str:
+    value = raw.strip().lower()
+    if value not in allowed:
+        raise ConfigurationError(f"{name}={raw!r} is not one of: {', '.join(allowed)}")
+    return value
+
+
+def _number(name: str, raw: str, kind: type, minimum: float) -> float | int:
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a {kind.__name__}") from None
+    if not value >= minimum:
+        raise ConfigurationError(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the worker can be told. Field names match the environment variables, lower-cased."""
+
+    immich_host: str = "::"
+    immich_port: int = 3003
+    hailo_device: str = "hailort"
+    hailo_arch: str = "auto"
+    hailo_group_id: str = "SHARED"
+    hailo_multi_process_service: bool = False
+    hailo_emulator_profile: str = "hailo8"
+    models_dir: Path = Path("models")
+    tasks: tuple[str, ...] = TASKS
+    clip_backend: str = "vit-b-32"
+    clip_serve_any_model_name: bool = False
+    face_detector: str = "scrfd_2.5g"
+    face_recogniser: str = "arcface_r50"
+    request_timeout_s: float = 30.0
+    queue_wait_s: float = 10.0
+    max_queued_frames: int = 256
+    max_upload_bytes: int = 64 * 1024 * 1024
+    max_image_pixels: int = 100_000_000
+    max_text_chars: int = 2000
+    max_entries_bytes: int = 16 * 1024
+    request_threads: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    log_level: str = "info"
+
+    @property
+    def clip_backend_id(self) -> str:
+        """The catalog id of the selected CLIP backend (e.g. `clip_vit_b_32`)."""
+        return CLIP_BACKENDS[self.clip_backend]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from `env` (default: the process environment); unset names keep defaults."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(f.name.upper())
+            if raw is None:
+                continue
+            values[f.name] = _parse(f.name, f.name.upper(), raw)
+        return cls(**values)
+
+
+def _parse(field_name: str, env_name: str, raw: str) -> object:
+    parsers = {
+        "immich_host": lambda: raw.strip() or "::",
+        "immich_port": lambda: _number(env_name, raw, int, 1),
+        "hailo_device": lambda: _choice(env_name, raw, DEVICES),
+        "hailo_arch": lambda: _choice(env_name, raw, ARCHES),
+        "hailo_group_id": lambda: raw.strip() or "SHARED",
+        "hailo_multi_process_service": lambda: _bool(env_name, raw),
+        "hailo_emulator_profile": lambda: _choice(env_name, raw, EMULATOR_PROFILES),
+        "models_dir": lambda: Path(raw),
+        "tasks": lambda: _tasks(env_name, raw),
+        "clip_backend": lambda: _choice(env_name, raw, CLIP_BACKENDS),
+        "clip_serve_any_model_name": lambda: _bool(env_name, raw),
+        "face_detector": lambda: _choice(env_name, raw, FACE_DETECTORS),
+        "face_recogniser": lambda: _choice(env_name, raw, FACE_RECOGNISERS),
+        "request_timeout_s": lambda: _number(env_name, raw, float, 0.1),
+        "queue_wait_s": lambda: _number(env_name, raw, float, 0.0),
+        "max_queued_frames": lambda: _number(env_name, raw, int, 1),
+        "max_upload_bytes": lambda: _number(env_name, raw, int, 1),
+        "max_image_pixels": lambda: _number(env_name, raw, int, 1),
+        "max_text_chars": lambda: _number(env_name, raw, int, 1),
+        "max_entries_bytes": lambda: _number(env_name, raw, int, 2),
+        "request_threads": lambda: _number(env_name, raw, int, 1),
+        "log_level": lambda: _choice(env_name, raw, ("debug", "info", "warning", "error")),
+    }
+    return parsers[field_name]()
+
+
+def _tasks(name: str, raw: str) -> tuple[str, ...]:
+    chosen = tuple(t.strip().lower() for t in raw.split(",") if t.strip())
+    unknown = [t for t in chosen if t not in TASKS]
+    if unknown or not chosen:
+        raise ConfigurationError(f"{name}={raw!r}: give a comma-separated subset of {', '.join(TASKS)}")
+    return chosen

@@ -1,0 +1,50 @@
+"""What the layers above see of the device: a network that turns one frame into named outputs.
+
+Tasks depend on this small protocol, never on HailoRT objects, so they run unchanged against the
+real device, the emulator, or a test double.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class QuantInfo:
+    """Quantisation of one edge, as read from the HEF: float = (q - zp) * scale."""
+
+    scale: float
+    zp: float
+    min: float
+    max: float
+
+
+@dataclass(frozen=True)
+class EdgeInfo:
+    """One input or output edge of a configured network (shape without the batch axis)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    quant: QuantInfo
+
+
+class Network(Protocol):
+    """A configured HEF on the device.
+
+    `infer` takes one frame: a single array when the network has one input, else a mapping from
+    input edge name to array. Inputs on 8-bit edges are uint8; inputs on 16-bit edges are float32
+    (HailoRT quantises them with the edge's QP). It returns float32 arrays, dequantised, keyed by
+    output edge name, shaped as `outputs[i].shape`. Concurrent calls are batched into device bursts;
+    each caller gets its own frame's results.
+    """
+
+    name: str
+    inputs: tuple[EdgeInfo, ...]
+    outputs: tuple[EdgeInfo, ...]
+    batch_size: int
+
+    async def infer(self, frame: np.ndarray | dict[str, np.ndarray], *, timeout: float | None = None) -> dict[str, np.ndarray]: ...

@@ -1,0 +1,205 @@
+"""The Hailo Model Zoo networks this worker drives, as the HEFs present them.
+
+This is a declaration of what each HEF is expected to look like (edge names, shapes, types,
+in-network normalisation, published speed). The runtime never trusts it for quantisation: real QPs
+are read from the HEF at run time. The declared QPs here are plausible values used when writing
+*emulated* HEFs, and the timing table is the emulator's model of the device (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ZOO_VERSION = "v2.18.0"
+ZOO_URL = "https://hailo-model-zoo.s3.eu-west-2.amazonaws.com/ModelZoo/Compiled/{version}/{arch}/{hef}.hef"
+
+CLIP_MEAN_255 = (122.7709383, 116.7460125, 104.09373615)
+CLIP_STD_255 = (68.5005327, 66.6321579, 70.32316305)
+IMAGENET_MEAN_255 = (123.675, 116.28, 103.53)
+IMAGENET_STD_255 = (58.395, 57.12, 57.375)
+
+
+@dataclass(frozen=True)
+class Quant:
+    """HailoRT quantisation parameters: float = (q - zp) * scale; limvals clip before quantising."""
+
+    scale: float = 1.0
+    zp: float = 0.0
+    min: float = 0.0
+    max: float = 255.0
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One input or output vstream as `get_*_vstream_infos()` would report it."""
+
+    layer: str
+    shape: tuple[int, ...]
+    type: str = "UINT8"
+    order: str = "NHWC"
+    quant: Quant = field(default_factory=Quant)
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A HEF of the Model Zoo: file stem, network group, edges, and how the emulator times it."""
+
+    hef: str
+    inputs: tuple[Edge, ...]
+    outputs: tuple[Edge, ...]
+    multi_context: bool
+    normalization: tuple[tuple[float, ...], tuple[float, ...]] | None
+    timing_ms: dict[str, tuple[float, float]]
+    batch_size: int = 8
+    priority: int = 16
+
+    @property
+    def group(self) -> str:
+        """HailoRT's network-group name: the HEF name with dots turned into underscores."""
+        return self.hef.replace(".", "_")
+
+    def vstream(self, edge: Edge) -> str:
+        return f"{self.group}/{edge.layer}"
+
+    def url(self, arch: str, version: str = ZOO_VERSION) -> str:
+        return ZOO_URL.format(version=version, arch=arch, hef=self.hef)
+
+
+def _u8(scale: float, zp: float) -> Quant:
+    return Quant(scale=scale, zp=zp, min=(0 - zp) * scale, max=(255 - zp) * scale)
+
+
+def _u16(scale: float, zp: float) -> Quant:
+    return Quant(scale=scale, zp=zp, min=(0 - zp) * scale, max=(65535 - zp) * scale)
+
+
+PIXELS = Quant()
+TEXT_PRIORITY = 24  # above the default 16 of image networks: a user's search beats a library scan
+
+
+def _scrfd(hef: str, layers: tuple[str, ...], a_b: dict[str, tuple[float, float]]) -> NetworkSpec:
+    outputs = []
+    for (size, _stride), names in zip(((80, 8), (40, 16), (20, 32)), (layers[0:3], layers[3:6], layers[6:9])):
+        score, box, kps = names
+        outputs += [
+            Edge(score, (size, size, 2), quant=_u8(1 / 255, 0)),
+            Edge(box, (size, size, 8), quant=_u8(0.05, 0)),
+            Edge(kps, (size, size, 20), quant=_u8(0.1, 128)),
+        ]
+    return NetworkSpec(
+        hef=hef,
+        inputs=(Edge("input_layer1", (640, 640, 3), quant=PIXELS),),
+        outputs=tuple(outputs),
+        multi_context=False,
+        normalization=((127.5,) * 3, (128.0,) * 3),
+        timing_ms=a_b,
+    )
+
+
+def _arcface(hef: str, multi: bool, a_b: dict[str, tuple[float, float]]) -> NetworkSpec:
+    return NetworkSpec(
+        hef=hef,
+        inputs=(Edge("input_layer1", (112, 112, 3), quant=PIXELS),),
+        outputs=(Edge("fc1", (512,), order="NC", quant=_u8(0.02, 128)),),
+        multi_context=multi,
+        normalization=((127.5,) * 3, (127.5,) * 3),
+        timing_ms=a_b,
+    )
+
+
+def _image_encoder(hef: str, size: int, dim: int, out_type: str, norm, a_b) -> NetworkSpec:
+    quant = _u16(1 / 16384, 32768) if out_type == "UINT16" else _u8(1 / 64, 128)
+    return NetworkSpec(
+        hef=hef,
+        inputs=(Edge("input_layer1", (size, size, 3), quant=PIXELS),),
+        outputs=(Edge("output_layer1", (1, 1, dim), type=out_type, quant=quant),),
+        multi_context=True,
+        normalization=norm,
+        timing_ms=a_b,
+    )
+
+
+def _text_encoder(hef: str, in_shape, out_shape, out_layer: str, out_type: str, a_b) -> NetworkSpec:
+    out_quant = _u16(1 / 4096, 32768) if out_type == "UINT16" else _u8(1 / 16, 128)
+    return NetworkSpec(
+        hef=hef,
+        inputs=(Edge("input_layer1", in_shape, type="UINT16", quant=_u16(1 / 16384, 32768)),),
+        outputs=(Edge(out_layer, out_shape, type=out_type, quant=out_quant),),
+        multi_context=True,
+        normalization=None,
+        timing_ms=a_b,
+        priority=TEXT_PRIORITY,
+    )
+
+
+def _t(h8: tuple[float, float], h8l: tuple[float, float]) -> dict[str, tuple[float, float]]:
+    return {"hailo8": h8, "hailo8l": h8l}
+
+
+CLIP_NORM = (CLIP_MEAN_255, CLIP_STD_255)
+HALF_NORM = ((127.5,) * 3, (127.5,) * 3)
+
+NETWORKS: dict[str, NetworkSpec] = {
+    spec.hef: spec
+    for spec in (
+        _scrfd(
+            "scrfd_2.5g",
+            ("conv42", "conv43", "conv44", "conv49", "conv50", "conv51", "conv55", "conv56", "conv57"),
+            _t((0.0, 2.53), (0.0, 3.22)),
+        ),
+        _scrfd(
+            "scrfd_10g",
+            ("conv41", "conv42", "conv43", "conv49", "conv50", "conv51", "conv56", "conv57", "conv58"),
+            _t((0.0, 4.40), (0.0, 6.71)),
+        ),
+        _arcface("arcface_r50", True, _t((26.3, 1.11), (8.5, 2.28))),
+        _arcface("arcface_mobilefacenet", False, _t((0.0, 1.09), (0.0, 0.60))),
+        _image_encoder("clip_vit_b_32_image_encoder", 224, 512, "UINT8", CLIP_NORM, _t((27.2, 1.94), (29.2, 4.05))),
+        _text_encoder(
+            "clip_vit_b_32_text_encoder", (1, 77, 512), (1, 77, 512), "normalization25", "UINT8",
+            _t((27.0, 3.93), (26.1, 7.11)),
+        ),
+        _image_encoder("clip_vit_b_16_image_encoder", 224, 512, "UINT8", CLIP_NORM, _t((29.9, 4.66), (34.4, 14.6))),
+        _text_encoder(
+            "clip_vit_b_16_text_encoder", (1, 77, 512), (1, 77, 512), "normalization25", "UINT8",
+            _t((25.2, 4.61), (27.2, 11.3)),
+        ),
+        _image_encoder("siglip_b_16_image_encoder", 224, 768, "UINT16", HALF_NORM, _t((151.0, 54.6), (67.7, 60.5))),
+        _text_encoder(
+            "siglip_b_16_text_encoder", (8, 8, 768), (1, 1, 768), "output_layer1", "UINT16",
+            _t((55.3, 5.3), (53.2, 20.9)),
+        ),
+        _image_encoder(
+            "siglip2_b_32_256_image_encoder", 256, 768, "UINT16", HALF_NORM, _t((55.4, 6.34), (50.4, 41.3))
+        ),
+        _text_encoder(
+            "siglip2_b_32_256_text_encoder", (8, 8, 768), (1, 1, 768), "output_layer1", "UINT16",
+            _t((54.9, 5.35), (56.4, 21.1)),
+        ),
+        _image_encoder(
+            "tinyclip_vit_39m_16_text_19m_yfcc15m_image_encoder", 224, 512, "UINT8", CLIP_NORM,
+            _t((38.8, 7.8), (27.9, 6.96)),
+        ),
+        _text_encoder(
+            "tinyclip_vit_39m_16_text_19m_yfcc15m_text_encoder", (1, 77, 512), (1, 77, 512), "output_layer1",
+            "UINT8", _t((12.1, 2.54), (14.7, 3.32)),
+        ),
+        NetworkSpec(
+            hef="paddle_ocr_v5_mobile_detection",
+            inputs=(Edge("input_layer1", (544, 960, 3), quant=PIXELS),),
+            outputs=(Edge("output_layer1", (544, 960, 1), quant=_u8(1 / 255, 0)),),
+            multi_context=True,
+            normalization=(IMAGENET_MEAN_255, IMAGENET_STD_255),
+            timing_ms=_t((21.6, 27.2), (16.1, 38.8)),
+            batch_size=4,
+        ),
+        NetworkSpec(
+            hef="paddle_ocr_v5_mobile_recognition",
+            inputs=(Edge("input_layer1", (48, 320, 3), quant=PIXELS),),
+            outputs=(Edge("output_layer1", (1, 40, 18385), quant=_u8(1 / 255, 0)),),
+            multi_context=True,
+            normalization=HALF_NORM,
+            timing_ms=_t((9.6, 1.35), (10.4, 2.07)),
+        ),
+    )
+}
