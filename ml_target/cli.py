@@ -1,0 +1,113 @@
+"""Command line: `python -m ml_target {serve,inspect,emulate-models,fetch-models,bench}`.
+
+Each command imports what it needs when it runs, so that `serve` on a production image never
+loads the emulator or benchmark code, and `inspect` works without a device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ml_target.config import Settings
+from ml_target.errors import ConfigurationError
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ml_target.service import build_app
+
+    settings = Settings.from_env()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = build_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.immich_host,
+        port=settings.immich_port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=args.grace_seconds,
+    )
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from ml_target.hailo.runtime import describe_hef
+
+    settings = Settings.from_env()
+    for edge in describe_hef(Path(args.hef), settings):
+        print(json.dumps(edge) if args.json else "  ".join(f"{k}={v}" for k, v in edge.items()))
+    return 0
+
+
+def _emulate_models(args: argparse.Namespace) -> int:
+    from ml_target.testing.emulated_models import write_emulated_models_dir
+
+    written = write_emulated_models_dir(Path(args.directory), arch=args.arch)
+    print(f"wrote {len(written)} emulated files to {args.directory} (stand-in numbers: demo and tests only)")
+    return 0
+
+
+def _fetch_models(args: argparse.Namespace) -> int:
+    from ml_target.provision import run
+
+    return run(args, Settings.from_env())
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from ml_target.benchmarks.device import run_device_benchmark
+
+    report = run_device_benchmark(
+        network=args.network, callers=args.callers, seconds=args.seconds, profile=args.profile
+    )
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ml_target", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve Immich's ML protocol (settings from the environment)")
+    serve.add_argument("--grace-seconds", type=float, default=20.0, help="finish in-flight requests on SIGTERM")
+    serve.set_defaults(run=_serve)
+
+    inspect = commands.add_parser("inspect", help="print a HEF's inputs and outputs")
+    inspect.add_argument("hef")
+    inspect.add_argument("--json", action="store_true")
+    inspect.set_defaults(run=_inspect)
+
+    emulate = commands.add_parser("emulate-models", help="write an emulated models directory (demo, tests)")
+    emulate.add_argument("directory")
+    emulate.add_argument("--arch", choices=("hailo8", "hailo8l"), default="hailo8")
+    emulate.set_defaults(run=_emulate_models)
+
+    fetch = commands.add_parser("fetch-models", help="download and verify the HEFs the settings need")
+    try:
+        from ml_target.provision import add_arguments
+    except ImportError:
+        add_arguments = None
+    if add_arguments is not None:
+        add_arguments(fetch)
+    fetch.set_defaults(run=_fetch_models)
+
+    bench = commands.add_parser("bench", help="benchmark the runtime on the emulated device")
+    bench.add_argument("--network", default="clip_vit_b_32_image_encoder")
+    bench.add_argument("--callers", type=int, default=16)
+    bench.add_argument("--seconds", type=float, default=10.0)
+    bench.add_argument("--profile", default="hailo8", choices=("hailo8", "hailo8l"))
+    bench.set_defaults(run=_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except ConfigurationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Create ./.venv and install ml_target into it with the given extras (default: emulator).
+# Safe to re-run. Versions are pinned by constraints.txt so a fresh machine gets what CI tested.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+extras="${1:-emulator}"
+python="${PYTHON:-python3}"
+
+if ! "$python" -c 'import sys; sys.exit(not ((3, 10) <= sys.version_info[:2] <= (3, 12)))'; then
+  echo "ml_target needs Python 3.10-3.12; $python is $("$python" --version 2>&1)." >&2
+  echo "Set PYTHON=/path/to/python3.11 and re-run." >&2
+  exit 1
+fi
+
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
+constraints=()
+[ -f constraints.txt ] && constraints=(-c constraints.txt)
+
+"${pip[@]}" install --upgrade pip
+if [[ "$extras" == *test* ]]; then
+  # The CPU build; a plain `torch` would pull several GB of CUDA libraries.
+  "${pip[@]}" install "torch==2.13.0"
+fi
+"${pip[@]}" install "${constraints[@]}" -e ".[$extras]"
