@@ -71,6 +71,7 @@ class Settings:
     clip_serve_any_model_name: bool = False
     face_detector: str = "scrfd_2.5g"
     face_recogniser: str = "arcface_r50"
+    face_serve_any_model_name: bool = False
     request_timeout_s: float = 30.0
     queue_wait_s: float = 10.0
     max_queued_frames: int = 256
@@ -114,6 +115,7 @@ def _parse(field_name: str, env_name: str, raw: str) -> object:
         "clip_serve_any_model_name": lambda: _bool(env_name, raw),
         "face_detector": lambda: _choice(env_name, raw, FACE_DETECTORS),
         "face_recogniser": lambda: _choice(env_name, raw, FACE_RECOGNISERS),
+        "face_serve_any_model_name": lambda: _bool(env_name, raw),
         "request_timeout_s": lambda: _number(env_name, raw, float, 0.1),
         "queue_wait_s": lambda: _number(env_name, raw, float, 0.0),
         "max_queued_frames": lambda: _number(env_name, raw, int, 1),
