@@ -1,0 +1,253 @@
+"""Immich's OCR task on the PP-OCRv5 mobile HEFs: ("ocr", "detection") and ("ocr", "recognition").
+
+Served faithfully: `PP-OCRv5_mobile` (and its explicit Chinese-variant name `CH__PP-OCRv5_mobile`),
+the same detector and recogniser weights Immich uses. Boxes differ from Immich's because the Hailo
+detector has a fixed 544x960 input and ImageNet input normalisation (Immich runs at its
+`maxResolution` size with its own normalisation); text agrees where the crops agree. Other Immich
+OCR models (`PP-OCRv5_server`, `EN__`/`LATIN__`/... recognisers) have other weights and
+dictionaries: they are refused rather than answered with this recogniser.
+
+Both networks see BGR pixels: PaddleOCR trains on OpenCV (BGR) images with the ImageNet mean/std
+listed in RGB order, and Immich's detector feeds BGR; the HEFs keep that convention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ml_target.config import Settings
+from ml_target.errors import BadRequest, ModelNotServed
+from ml_target.hailo.types import Network
+from ml_target.networks import NETWORKS
+from ml_target.results import TextDetections, TextLines
+from ml_target.text.ocr_dictionary import DICTIONARY_FILE, check_class_count, load_dictionary
+from ml_target.vision.ctc import CtcPath, greedy_path, line_score, path_text
+from ml_target.vision.dbnet import SCORE_MODES, db_boxes, drop_duplicates, finish_boxes, reading_order
+from ml_target.vision.ocr_crops import Window, crop_quad, line_windows, merge_windows, squashed_frame
+from ml_target.vision.ocr_resize import MAX_RESOLUTION_CAP, MAX_TILES, DetectionFit, plan_fit, render_input
+
+SERVED_MODELS = ("PP-OCRv5_mobile", "CH__PP-OCRv5_mobile")
+DETECTOR_HEF = "paddle_ocr_v5_mobile_detection"
+RECOGNISER_HEF = "paddle_ocr_v5_mobile_recognition"
+MIN_IMAGE_SIDE = 32
+DEFAULT_DETECTION_SCORE = 0.5
+DEFAULT_MAX_RESOLUTION = 736
+DEFAULT_RECOGNITION_SCORE = 0.9
+LONG_LINE_MODES = ("windows", "squash")
+
+
+def _check_model(model_name: str, type_: str) -> None:
+    """Refuse every OCR model name except PP-OCRv5 mobile with the default (Chinese) recogniser."""
+    name = model_name.strip().rsplit("/", 1)[-1]
+    if name not in SERVED_MODELS:
+        raise ModelNotServed(
+            f"OCR {type_} model {model_name!r} is not served: this worker runs PP-OCRv5 mobile "
+            f"({DETECTOR_HEF} + {RECOGNISER_HEF}) and serves only {SERVED_MODELS[0]!r}; set Immich's OCR "
+            f"model (Administration > Settings > Machine Learning > OCR) to {SERVED_MODELS[0]}"
+        )
+
+
+def _score(options: Mapping[str, Any], key: str, default: float) -> float:
+    """A threshold in [0, 1]; JSON booleans are ints in Python and must not pass as 0 or 1."""
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise BadRequest(f"ocr option {key} must be a number, got {value!r}")
+    if not 0.0 <= value <= 1.0:
+        raise BadRequest(f"ocr option {key} must be between 0 and 1, got {value!r}")
+    return float(value)
+
+
+def _max_resolution(options: Mapping[str, Any]) -> int:
+    """An integer >= 1 (736.0 accepted, 736.5 not), capped where it can no longer matter."""
+    value = options.get("maxResolution", DEFAULT_MAX_RESOLUTION)
+    integral = isinstance(value, int) or (isinstance(value, float) and math.isfinite(value) and value.is_integer())
+    if isinstance(value, bool) or not integral or value < 1:
+        raise BadRequest(f"ocr option maxResolution must be an integer >= 1, got {value!r}")
+    return min(int(value), MAX_RESOLUTION_CAP)
+
+
+@dataclass(frozen=True)
+class DetectionOptions:
+    """Validated detection options: DB box threshold, Immich's shorter-side cap, box score mode."""
+
+    min_score: float = DEFAULT_DETECTION_SCORE
+    max_resolution: int = DEFAULT_MAX_RESOLUTION
+    score_mode: str = "fast"
+
+
+@dataclass(frozen=True)
+class RecognitionOptions:
+    """Validated recognition options: lines scoring above `min_score` are kept."""
+
+    min_score: float = DEFAULT_RECOGNITION_SCORE
+
+
+def _bgr(image: np.ndarray) -> np.ndarray:
+    """The decoded RGB image in the networks' channel order (module doc)."""
+    return np.ascontiguousarray(image[..., ::-1])
+
+
+def _empty_detections(width: int, height: int) -> TextDetections:
+    return TextDetections(np.zeros((0, 4, 2), np.float32), np.zeros((0,), np.float32), width, height)
+
+
+class OcrDetection:
+    """DBNet text boxes in received-image pixels, in reading order."""
+
+    task = "ocr"
+    type = "detection"
+    modality = "image"
+    depends_on = None
+
+    def __init__(self, network: Network, *, max_tiles: int = MAX_TILES) -> None:
+        self.network = network
+        self.max_tiles = max_tiles
+        self._output = network.outputs[0]
+        self._input_hw = tuple(network.inputs[0].shape[:2])
+
+    def check_model(self, model_name: str) -> None:
+        _check_model(model_name, self.type)
+
+    def parse_options(self, options: Mapping[str, Any]) -> DetectionOptions:
+        score_mode = options.get("scoreMode", "fast")
+        if score_mode not in SCORE_MODES:
+            raise BadRequest(f"ocr option scoreMode must be one of {', '.join(SCORE_MODES)}, got {score_mode!r}")
+        return DetectionOptions(
+            min_score=_score(options, "minScore", DEFAULT_DETECTION_SCORE),
+            max_resolution=_max_resolution(options),
+            score_mode=score_mode,
+        )
+
+    def _prepare(self, image: np.ndarray, options: DetectionOptions) -> list[tuple[DetectionFit, np.ndarray]]:
+        height, width = image.shape[:2]
+        bgr = _bgr(image)
+        fits = plan_fit(height, width, self._input_hw, options.max_resolution, self.max_tiles)
+        return [(fit, render_input(bgr, fit, self._input_hw)) for fit in fits]
+
+    def _boxes(self, probs: list[np.ndarray], fits: list[DetectionFit], options: DetectionOptions) -> TextDetections:
+        height, width = fits[0].image
+        all_quads, all_scores, sources = [], [], []
+        for band, (prob, fit) in enumerate(zip(probs, fits)):
+            rh, rw = fit.resized
+            quads, scores = db_boxes(prob[:rh, :rw], box_threshold=options.min_score, score_mode=options.score_mode)
+            whole = ~fit.cut_by_band(quads)
+            all_quads.append(fit.to_image(quads[whole]))
+            all_scores.append(scores[whole])
+            sources.append(np.full(int(whole.sum()), band))
+        quads, scores = np.concatenate(all_quads), np.concatenate(all_scores)
+        if len(fits) > 1:
+            keep = drop_duplicates(quads, scores, np.concatenate(sources))
+            quads, scores = quads[keep], scores[keep]
+        quads, scores = finish_boxes(quads, scores, width, height)
+        order = reading_order(quads)
+        return TextDetections(quads[order], scores[order], width, height)
+
+    async def run(self, payload: np.ndarray, options: DetectionOptions, upstream: Any | None = None) -> TextDetections:
+        height, width = payload.shape[:2]
+        if height < MIN_IMAGE_SIDE or width < MIN_IMAGE_SIDE:
+            return _empty_detections(width, height)
+        frames = await asyncio.to_thread(self._prepare, payload, options)
+        outputs = await asyncio.gather(*(self.network.infer(frame) for _, frame in frames))
+        probs = [o[self._output.name].reshape(self._output.shape[:2]) for o in outputs]
+        return await asyncio.to_thread(self._boxes, probs, [fit for fit, _ in frames], options)
+
+    def describe(self) -> dict[str, Any]:
+        return {"networks": [self.network.name], "models": list(SERVED_MODELS), "max_tiles": self.max_tiles}
+
+
+class OcrRecognition:
+    """Text of each detected box (CTC greedy), keeping lines scored above `minScore`."""
+
+    task = "ocr"
+    type = "recognition"
+    modality = "image"
+    depends_on = "detection"
+
+    def __init__(self, network: Network, dictionary: tuple[str, ...], *, long_lines: str = "windows") -> None:
+        if long_lines not in LONG_LINE_MODES:
+            raise ValueError(f"long_lines must be one of {LONG_LINE_MODES}")
+        self.network = network
+        self.long_lines = long_lines
+        self._output = network.outputs[0]
+        check_class_count(dictionary, self._output.shape[-1])
+        self.dictionary = dictionary
+        height, width = network.inputs[0].shape[:2]
+        self._size = (height, width)
+        self._step_px = width / math.prod(self._output.shape[:-1])
+
+    def check_model(self, model_name: str) -> None:
+        _check_model(model_name, self.type)
+
+    def parse_options(self, options: Mapping[str, Any]) -> RecognitionOptions:
+        return RecognitionOptions(min_score=_score(options, "minScore", DEFAULT_RECOGNITION_SCORE))
+
+    def _windows(self, image: np.ndarray, quads: np.ndarray) -> list[list[Window]]:
+        height, width = self._size
+        image = _bgr(image)
+        lines = []
+        for quad in quads:
+            crop = crop_quad(image, quad)
+            if self.long_lines == "squash":
+                lines.append([Window(squashed_frame(crop, height, width), 0, -math.inf)])
+            else:
+                lines.append(line_windows(crop, height, width))
+        return lines
+
+    def _read(self, windows: list[Window], probs: list[np.ndarray]) -> CtcPath:
+        paths = [greedy_path(p.reshape(-1, p.shape[-1])) for p in probs]
+        if len(windows) == 1:
+            return paths[0]
+        return merge_windows(paths, windows, self._step_px)
+
+    def _lines(
+        self, detections: TextDetections, lines: list[list[Window]], probs: list[np.ndarray], min_score: float
+    ) -> TextLines:
+        keep, texts, scores = [], [], []
+        start = 0
+        for i, line in enumerate(lines):
+            path = self._read(line, probs[start : start + len(line)])
+            start += len(line)
+            score = line_score(path.probs)
+            if score > min_score:
+                keep.append(i)
+                texts.append(path_text(path.classes, self.dictionary))
+                scores.append(score)
+        kept = TextDetections(
+            detections.quads[keep], detections.scores[keep], detections.image_width, detections.image_height
+        )
+        return TextLines(kept, texts, np.array(scores, dtype=np.float32))
+
+    async def run(self, payload: np.ndarray, options: RecognitionOptions, upstream: TextDetections) -> TextLines:
+        detections = upstream
+        if len(detections.quads) == 0:
+            return TextLines(detections, [], np.zeros((0,), np.float32))
+        lines = await asyncio.to_thread(self._windows, payload, detections.quads)
+        outputs = await asyncio.gather(*(self.network.infer(w.frame) for line in lines for w in line))
+        probs = [o[self._output.name] for o in outputs]
+        return await asyncio.to_thread(self._lines, detections, lines, probs, options.min_score)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "networks": [self.network.name],
+            "models": list(SERVED_MODELS),
+            "classes": len(self.dictionary),
+            "long_lines": self.long_lines,
+        }
+
+
+def create_ocr_handlers(settings: Settings, runtime: Any) -> tuple[OcrDetection, OcrRecognition]:
+    """Load both HEFs and the dictionary from `settings.models_dir`; fails fast if any is unusable."""
+    networks = []
+    for hef in (DETECTOR_HEF, RECOGNISER_HEF):
+        spec = NETWORKS[hef]
+        networks.append(
+            runtime.load(settings.models_dir / f"{hef}.hef", batch_size=spec.batch_size, priority=spec.priority)
+        )
+    dictionary = load_dictionary(settings.models_dir / DICTIONARY_FILE)
+    return OcrDetection(networks[0]), OcrRecognition(networks[1], dictionary)

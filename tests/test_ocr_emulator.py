@@ -1,0 +1,61 @@
+"""OCR through the real runtime on the emulated Hailo device (PP-OCRv5 ONNX behind emulated HEFs)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ml_target.config import Settings
+from ml_target.errors import ConfigurationError
+from ml_target.hailo import emulator
+from ml_target.hailo.emulator.models_dir import write_emulated_models
+from ml_target.hailo.runtime import Runtime
+from ml_target.tasks.ocr import create_ocr_handlers
+from ml_target.testing.ocr_networks import ocrspine_file
+from ml_target.testing.ocr_pages import page_accuracy, read_phrases, text_page
+from ml_target.text.ocr_dictionary import DICTIONARY_FILE
+
+
+@pytest.fixture
+def models(tmp_path: Path) -> Path:
+    write_emulated_models(tmp_path)
+    shutil.copy(ocrspine_file("ppocr_keys_v5.txt"), tmp_path / DICTIONARY_FILE)
+    return tmp_path
+
+
+@pytest.fixture
+def runtime(models: Path):
+    device = emulator.device()
+    device.reset()
+    runtime = Runtime(Settings(hailo_device="emulator", hailo_emulator_profile="none", models_dir=models))
+    yield runtime
+    runtime.close()
+    device.reset()
+
+
+async def test_portrait_page_through_the_emulated_device(runtime, models: Path) -> None:
+    detection, recognition = create_ocr_handlers(Settings(models_dir=models), runtime)
+    image, phrases = text_page(1440, 1920, 24)
+    boxes = await detection.run(image, detection.parse_options({"minScore": 0.5, "maxResolution": 736}))
+    lines = await recognition.run(image, recognition.parse_options({"minScore": 0.8}), boxes)
+    got = read_phrases(phrases, lines)
+    assert sum(p.text == g for p, g in zip(phrases, got)) >= 0.95 * len(phrases)
+    assert page_accuracy(phrases, lines) >= 0.99
+    counters = emulator.device().counters()["networks"]
+    assert counters["paddle_ocr_v5_mobile_detection"]["frames"] == 2  # two bands, one burst
+    assert counters["paddle_ocr_v5_mobile_detection"]["bursts"] == 1
+    rec = counters["paddle_ocr_v5_mobile_recognition"]
+    assert rec["frames"] >= len(lines.text) and max(rec["burst_sizes"]) == 8  # crops batched
+
+
+async def test_a_dictionary_one_short_stops_start_up(runtime, models: Path) -> None:
+    keys = (models / DICTIONARY_FILE).read_text(encoding="utf-8").split("\n")  # blank, 18383, space
+    characters = keys[1:-2]
+    (models / DICTIONARY_FILE).write_text("\n".join(characters[:-1]), encoding="utf-8")  # one short
+    with pytest.raises(ConfigurationError, match="18384 CTC classes"):
+        create_ocr_handlers(Settings(models_dir=models), runtime)
+    (models / DICTIONARY_FILE).write_text("\n".join(keys[1:]), encoding="utf-8")  # "blank" line lost
+    with pytest.raises(ConfigurationError, match="18386 CTC classes"):
+        create_ocr_handlers(Settings(models_dir=models), runtime)

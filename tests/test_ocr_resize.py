@@ -1,0 +1,86 @@
+"""Fitting images into the 544x960 detector input (bands for tall images) and mapping back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ml_target.vision.ocr_resize import DetectionFit, immich_input_size, plan_fit, render_input
+
+INPUT = (544, 960)
+
+
+def test_immich_input_size_examples() -> None:
+    assert immich_input_size(1440, 1920, 736) == (736, 992)  # immich-protocol.md §6.5
+    assert immich_input_size(100, 200, 736) == (96, 192)  # never upscaled, rounded to 32
+    assert immich_input_size(40, 40, 736) == (32, 32)
+
+
+def test_wide_image_fits_in_one_frame() -> None:
+    (fit,) = plan_fit(1080, 1920, INPUT, 736, max_tiles=3)  # width-limited: bands cannot help
+    assert (fit.top, fit.bottom) == (0, 1080)
+    assert fit.resized == (540, 960)
+    assert fit.scale == pytest.approx(0.5)
+
+
+def test_4_3_preview_uses_two_bands_at_about_immich_scale() -> None:
+    fits = plan_fit(1440, 1920, INPUT, 736, max_tiles=3)
+    assert len(fits) == 2
+    assert all(fit.resized[1] == 960 and fit.scale == pytest.approx(0.5, abs=1e-3) for fit in fits)
+    (plain,) = plan_fit(1440, 1920, INPUT, 736, max_tiles=1)
+    assert plain.resized == (544, 725)
+
+
+def test_small_max_resolution_caps_the_scale() -> None:
+    (fit,) = plan_fit(1440, 1920, INPUT, 200, max_tiles=3)
+    # Immich: shorter side 200 -> 200 x 266 -> (192, 256) after rounding to 32
+    assert (fit.top, fit.bottom) == (0, 1440)
+    assert fit.resized == (192, 256)
+
+
+def test_small_image_is_not_enlarged_beyond_immich() -> None:
+    (fit,) = plan_fit(100, 200, INPUT, 736, max_tiles=3)
+    assert fit.resized == (96, 192)
+
+
+def test_portrait_page_is_cut_into_two_overlapping_bands() -> None:
+    fits = plan_fit(1920, 1440, INPUT, 736, max_tiles=3)
+    assert len(fits) == 2
+    assert fits[0].top == 0 and fits[-1].bottom == 1920
+    assert fits[0].bottom - fits[1].top >= 0.25 * (fits[0].bottom - fits[0].top) - 1
+    for fit in fits:
+        assert fit.resized[0] <= 544 and fit.resized[1] <= 960
+        assert fit.scale > 1.7 * 544 / 1920  # plain fit would be 0.283
+
+
+def test_bands_disabled_gives_the_plain_fit() -> None:
+    (fit,) = plan_fit(1920, 1440, INPUT, 736, max_tiles=1)
+    assert fit.resized == (544, 408)
+
+
+def test_to_image_maps_band_pixels_back() -> None:
+    fit = DetectionFit(image=(1000, 500), top=400, bottom=800, resized=(200, 250))
+    points = np.array([[0, 0], [250, 200], [125, 100]], np.float32)
+    assert fit.to_image(points).tolist() == [[0, 400], [500, 800], [250, 600]]
+
+
+def test_cut_by_band_only_at_inner_edges() -> None:
+    top_band = DetectionFit(image=(1000, 500), top=0, bottom=600, resized=(300, 250))
+    bottom_band = DetectionFit(image=(1000, 500), top=400, bottom=1000, resized=(300, 250))
+    at_top = np.array([[[0, 0], [10, 0], [10, 10], [0, 10]]], np.float32)
+    at_bottom = np.array([[[0, 290], [10, 290], [10, 299], [0, 299]]], np.float32)
+    assert top_band.cut_by_band(at_top).tolist() == [False]
+    assert top_band.cut_by_band(at_bottom).tolist() == [True]
+    assert bottom_band.cut_by_band(at_top).tolist() == [True]
+    assert bottom_band.cut_by_band(at_bottom).tolist() == [False]
+
+
+def test_render_input_places_the_band_top_left_on_black() -> None:
+    image = np.full((1920, 1440, 3), 200, np.uint8)
+    image[1000:] = 50
+    fits = plan_fit(1920, 1440, INPUT, 736, max_tiles=3)
+    frame = render_input(image, fits[1], INPUT)
+    rh, rw = fits[1].resized
+    assert frame.shape == (544, 960, 3) and frame.dtype == np.uint8
+    assert (frame[rh:] == 0).all() and (frame[:, rw:] == 0).all()
+    assert frame[0, 0, 0] == 200 and frame[rh - 1, rw - 1, 0] == 50
