@@ -9,9 +9,9 @@ Run once, on any machine with the checkpoint (it needs torch and transformers, n
 The checkpoint is a `save_pretrained` directory of a CLIPModel / SiglipModel (e.g. a clone of
 openai/clip-vit-base-patch32, google/siglip-base-patch16-224). The tokenizer files are copied from
 `--tokenizer-dir`, default the checkpoint; Immich's own `textual/` folder (Hugging Face repo
-immich-app/<model name>) is the faithful source, because Immich tokenises with exactly those files.
-If the directory has no tokenizer.json, the checkpoint's tokenizer is converted with transformers
-and a warning says so. The output format is documented in ml_target/text/host_weights.py.
+immich-app/<model name>) is the faithful source, because Immich tokenises with exactly those files
+(and google/siglip checkpoints ship only a SentencePiece model, no tokenizer.json). The output
+format is documented in ml_target/text/host_weights.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 from ml_target.catalog import BACKENDS
@@ -46,39 +45,23 @@ def _load_state(checkpoint: Path) -> tuple[dict, float]:
     return state, float(model.config.text_config.layer_norm_eps)
 
 
-def _converted_tokenizer(checkpoint: Path, into: Path) -> Path:
-    from transformers import AutoTokenizer
-
-    AutoTokenizer.from_pretrained(str(checkpoint), use_fast=True).save_pretrained(str(into))
-    print(
-        "warning: no tokenizer.json found; converted the checkpoint's tokenizer with transformers. "
-        "Prefer --tokenizer-dir with Immich's own textual/ files.",
-        file=sys.stderr,
-    )
-    return into
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     backend = BACKENDS[args.backend]
     state, eps = _load_state(args.checkpoint)
-    tokenizer_dir = args.tokenizer_dir or args.checkpoint
-    with tempfile.TemporaryDirectory() as scratch:
-        if not (tokenizer_dir / "tokenizer.json").is_file() and args.tokenizer_dir is None:
-            tokenizer_dir = _converted_tokenizer(args.checkpoint, Path(scratch))
-        try:
-            summary = export_host_assets(
-                state,
-                backend,
-                args.out,
-                tokenizer_dir=tokenizer_dir,
-                layer_norm_eps=eps,
-                source=str(args.checkpoint),
-                embedding_dtype=args.dtype,
-            )
-        except ConfigurationError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+    try:
+        summary = export_host_assets(
+            state,
+            backend,
+            args.out,
+            tokenizer_dir=args.tokenizer_dir or args.checkpoint,
+            layer_norm_eps=eps,
+            source=str(args.checkpoint),
+            embedding_dtype=args.dtype,
+        )
+    except ConfigurationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if summary["pad_token"] != summary["expected_pad_token"]:
         print(
             f"note: pad token is {summary['pad_token']!r}, the catalog expected {summary['expected_pad_token']!r}; "
