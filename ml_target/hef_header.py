@@ -1,0 +1,202 @@
+"""Read the fixed header of a HEF file without HailoRT.
+
+Provisioning must reject a download that is not a HEF (an S3 error page saved as `.hef`, a
+truncated file, a HEF for the wrong chip) before the worker tries to load it on the device, where
+the same mistakes surface as opaque HailoRT codes (26, 91, 92, 93). The layout is documented in
+`hailort.md` §16: a big-endian header, then the `ProtoHEFHef` protobuf whose field 1 is
+`ProtoHEFHeader{hw_arch=1, ...}`. Only that one enum is decoded here; a hand-written varint reader
+avoids a protobuf dependency for two fields.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+MAGIC = b"\x01HEF"
+HEADER_SIZES = {0: 32, 1: 28, 2: 44, 3: 56}
+HW_ARCHES = {
+    0: "hailo8",
+    1: "hailo8p",
+    2: "hailo8r",
+    3: "hailo8l",
+    4: "hailo15m",
+    5: "hailo10h",
+    6: "hailo15l",
+    103: "hailo15h",
+}
+# What each device accepts at configure time (hailort.md §3.2); anything else fails with 93.
+ACCEPTED_BY_DEVICE = {
+    "hailo8": frozenset({"hailo8", "hailo8p", "hailo8r", "hailo8l"}),
+    "hailo8l": frozenset({"hailo8l"}),
+}
+# Enough of the protobuf to reach `header`, which serialisers write first (field order).
+PROTO_PREFIX_BYTES = 64 * 1024
+
+
+class HefFormatError(ValueError):
+    """The bytes are not a HEF this worker can use; the message says what they look like instead."""
+
+
+@dataclass(frozen=True)
+class HefHeader:
+    """What the header tells: format version, sizes of its sections, and the target chip.
+
+    `file_size` is the size the header promises. HailoRT requires exactly that size (else error 91,
+    "HEF file length does not match"), except for v3 files carrying a protobuf checksum, where it
+    checks only the protobuf and leaves the rest to the firmware; `exact_size` says which applies.
+    `hw_arch` is None when the protobuf prefix did not contain the header message (an unusual
+    field order); the device's own check (93) still applies at load time.
+    """
+
+    version: int
+    header_size: int
+    proto_size: int
+    file_size: int
+    exact_size: bool
+    hw_arch: str | None
+
+
+def parse_header(data: bytes, file_size: int | None = None) -> HefHeader:
+    """Parse the start of a HEF (`data` = at least the fixed header, ideally the protobuf prefix).
+
+    `file_size` is the size of the whole file (default: `len(data)`). Raises HefFormatError naming
+    what the bytes are instead (HTML, JSON, empty) or how the HEF is damaged (truncated, padded).
+    """
+    if data[:4] != MAGIC:
+        raise HefFormatError(f"not a HEF file: {describe_bytes(data)}")
+    if len(data) < 12:
+        raise HefFormatError("truncated HEF: the file ends inside its header")
+    version, proto_size = struct.unpack(">II", data[4:12])
+    if version not in HEADER_SIZES:
+        raise HefFormatError(
+            f"unsupported HEF format version {version} (HailoRT 4.x reads 0..3); "
+            "the file is corrupt or from a newer compiler"
+        )
+    header_size = HEADER_SIZES[version]
+    if len(data) < header_size:
+        raise HefFormatError(f"truncated HEF: {len(data)} bytes, the v{version} header alone is {header_size}")
+    if proto_size == 0:
+        raise HefFormatError("corrupt HEF: the header declares an empty network description")
+    body, exact = _body_size(version, data)
+    expected = header_size + proto_size + body
+    size = len(data) if file_size is None else file_size
+    if size < expected:
+        raise HefFormatError(f"truncated HEF: {size} bytes, but its header promises {expected}")
+    if exact and size > expected:
+        raise HefFormatError(
+            f"corrupt HEF: {size} bytes, but its header promises {expected} (HailoRT refuses it: error 91)"
+        )
+    proto = data[header_size : header_size + proto_size]
+    return HefHeader(version, header_size, proto_size, expected, exact, _hw_arch(proto))
+
+
+def _body_size(version: int, data: bytes) -> tuple[int, bool]:
+    """Bytes after the protobuf (config/weight words, padding, additional info), and whether exact.
+
+    Offsets follow HailoRT's packed big-endian `hef__header_t` (v1 ccws_size at 16; v2 at 20; v3
+    ccws_size_with_padding at 20, additional_info_size at 32, proto_xxh3 at 40).
+    """
+    if version == 0:
+        return 0, True
+    if version == 1:
+        return struct.unpack(">Q", data[16:24])[0], True
+    if version == 2:
+        return struct.unpack(">Q", data[20:28])[0], True
+    ccws_with_padding = struct.unpack(">Q", data[20:28])[0]
+    additional_info, proto_xxh3 = struct.unpack(">QQ", data[32:48])
+    return ccws_with_padding + additional_info, proto_xxh3 == 0
+
+
+def read_header(path: Path) -> HefHeader:
+    """Parse the header of the file at `path`, reading only its first bytes."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        data = f.read(HEADER_SIZES[3] + PROTO_PREFIX_BYTES)
+    return parse_header(data, file_size=size)
+
+
+def describe_bytes(data: bytes) -> str:
+    """Say what a non-HEF file most likely is, so the error points at the real cause."""
+    head = data[:512].lstrip()
+    lowered = head.lower()
+    if not data:
+        return "the file is empty"
+    if lowered.startswith((b"<!doctype html", b"<html")) or b"<html" in lowered:
+        return "it is an HTML page (a proxy, captive portal or error page was saved instead of the file)"
+    if lowered.startswith(b"<?xml") or lowered.startswith(b"<error"):
+        return "it is an XML error document (the server refused the download, e.g. S3 AccessDenied/NoSuchKey)"
+    if b"ml_target-emulated-hef" in data[:4096]:
+        return "it is an emulated HEF (JSON for HAILO_DEVICE=emulator), not a file for a real device"
+    if head.startswith((b"{", b"[")):
+        return "it is a JSON document"
+    return f"it starts with bytes {data[:4].hex(' ')} instead of 01 48 45 46"
+
+
+def accepted_by(device_arch: str, hef_arch: str) -> bool:
+    """Whether a device of `device_arch` configures a HEF compiled for `hef_arch` (else error 93)."""
+    return hef_arch in ACCEPTED_BY_DEVICE.get(device_arch, frozenset({device_arch}))
+
+
+def _hw_arch(proto: bytes) -> str | None:
+    header = _first_field(proto, 1)
+    if header is None:
+        return None
+    raw = _first_varint_field(header, 1)
+    code = 0 if raw is None else raw  # proto3 omits a zero enum: absent means HAILO8
+    return HW_ARCHES.get(code, f"unknown({code})")
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(buf):
+            raise IndexError("varint runs past the buffer")
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _fields(buf: bytes):
+    """Yield (field number, wire type, value) over a protobuf message; stop at the buffer's end."""
+    pos = 0
+    try:
+        while pos < len(buf):
+            key, pos = _varint(buf, pos)
+            number, wire = key >> 3, key & 7
+            if wire == 0:
+                value, pos = _varint(buf, pos)
+            elif wire == 1:
+                value, pos = buf[pos : pos + 8], pos + 8
+            elif wire == 2:
+                length, pos = _varint(buf, pos)
+                value, pos = buf[pos : pos + length], pos + length
+            elif wire == 5:
+                value, pos = buf[pos : pos + 4], pos + 4
+            else:
+                return
+            if pos > len(buf):
+                return
+            yield number, wire, value
+    except (IndexError, ValueError):
+        return
+
+
+def _first_field(buf: bytes, number: int) -> bytes | None:
+    for n, wire, value in _fields(buf):
+        if n == number and wire == 2:
+            return value
+    return None
+
+
+def _first_varint_field(buf: bytes, number: int) -> int | None:
+    for n, wire, value in _fields(buf):
+        if n == number and wire == 0:
+            return value
+    return None

@@ -1,0 +1,150 @@
+"""`fetch-models`: put the files the configured backends need into the models directory, verified.
+
+Why this exists: a HEF that is missing, truncated, an error page, or compiled for the other chip
+otherwise surfaces only at start-up as a HailoRT status code. The package: `assets` (what is
+needed and from where), `arch` (which chip), `download` (retries, resume, progress), `checks`
+(header, dictionary, checksums), `directory` (fetch / verify), and the command line here. Downloads are retried with
+exponential backoff and resumed with HTTP Range from `<name>.hef.part`; every file's header is
+checked (`hef_header`); a `SHA256SUMS` file (the `sha256sum -c` format) is written on first
+download and verified on every later run, so a silently changed file is caught. The Model Zoo
+publishes no checksums, so the first download is trusted; copy a known-good `SHA256SUMS` into the
+directory beforehand to pin the files instead. `--offline` checks an existing directory
+(presence, headers, checksums) without touching the network, for air-gapped installs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TextIO
+
+from ml_target.config import Settings
+from ml_target.errors import ConfigurationError
+from ml_target.networks import NETWORKS
+from ml_target.provision.arch import FETCH_ARCHES, arch_from_identify, detect_arch_with_hailortcli, resolve_arch
+from ml_target.provision.assets import (
+    Asset,
+    dictionary_asset,
+    hef_asset,
+    hef_url,
+    plan,
+    provision_host_assets,
+    required_networks,
+)
+from ml_target.provision.checks import SUMS_FILE, ProvisionError
+from ml_target.provision.directory import fetch, verify_directory
+from ml_target.provision.download import Progress, RetryPolicy
+
+__all__ = [
+    "Asset",
+    "FETCH_ARCHES",
+    "Progress",
+    "ProvisionError",
+    "RetryPolicy",
+    "SUMS_FILE",
+    "add_arguments",
+    "arch_from_identify",
+    "detect_arch_with_hailortcli",
+    "dictionary_asset",
+    "fetch",
+    "hef_asset",
+    "hef_url",
+    "main",
+    "plan",
+    "provision_host_assets",
+    "required_networks",
+    "resolve_arch",
+    "run",
+    "verify_directory",
+]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `fetch-models`; the defaults come from the environment (Settings)."""
+    parser.add_argument("--arch", choices=FETCH_ARCHES, help="chip to fetch HEFs for (default: HAILO_ARCH, else ask the device)")
+    parser.add_argument("--models-dir", type=Path, help="target directory (default: MODELS_DIR)")
+    parser.add_argument("--base-url", help="mirror laid out as <base>/<arch>/<name>.hef and <base>/ppocrv5_dict.txt")
+    parser.add_argument("--offline", action="store_true", help="only verify the directory: presence, headers, checksums")
+    parser.add_argument("--network", action="append", dest="networks", choices=sorted(NETWORKS), metavar="NAME",
+                        help="fetch this HEF instead of those the settings need (repeatable)")
+    parser.add_argument("--retries", type=int, default=RetryPolicy.attempts, help="attempts per file")
+    parser.add_argument("--timeout", type=float, default=RetryPolicy.timeout_s, help="socket timeout in seconds")
+
+
+def run(
+    args: argparse.Namespace,
+    settings: Settings,
+    *,
+    detector: Callable[[], str] | None = None,
+    stderr: TextIO = sys.stderr,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Execute `fetch-models`; prints a summary and returns the process exit code."""
+    models_dir = args.models_dir or settings.models_dir
+    try:
+        if args.offline:
+            ok = _verify(models_dir, plan(settings, _known_arch(args, settings), networks=args.networks), stderr)
+        else:
+            arch = resolve_arch(args.arch, settings, detector)
+            policy = RetryPolicy(attempts=max(1, args.retries), timeout_s=args.timeout)
+            assets = plan(settings, arch, args.base_url, networks=args.networks)
+            outcome = fetch(models_dir, assets, policy=policy, stderr=stderr, sleep=sleep)
+            for filename, what in outcome.items():
+                stderr.write(f"{filename}: {what}\n")
+            stderr.write(f"{len(outcome)} files for {arch} ready in {models_dir}\n")
+            ok = True
+        if ok and "clip" in settings.tasks and not args.networks:
+            ok = _report(provision_host_assets(models_dir, settings, args.offline), stderr,
+                         "the models are ready, but the CLIP text side is not: the worker will not start")
+    except (ProvisionError, ConfigurationError) as exc:
+        stderr.write(f"error: {exc}\n")
+        return 1
+    return 0 if ok else 1
+
+
+def _known_arch(args: argparse.Namespace, settings: Settings) -> str | None:
+    """Offline there is no device to ask: check the chip only when told which one."""
+    if args.arch:
+        return args.arch
+    return settings.hailo_arch if settings.hailo_arch != "auto" else None
+
+
+def _verify(models_dir: Path, assets: list[Asset], stderr: TextIO) -> bool:
+    problems = verify_directory(models_dir, assets)
+    if _report(problems, stderr, f"{len(problems)} of {len(assets)} files in {models_dir} failed verification"):
+        stderr.write(f"all {len(assets)} files in {models_dir} verified\n")
+        return True
+    return False
+
+
+def _report(problems: list[str], stderr: TextIO, summary: str) -> bool:
+    """Print each problem and, if there were any, the summary; True when there were none."""
+    for problem in problems:
+        stderr.write(f"error: {problem}\n")
+    if problems:
+        stderr.write(summary + "\n")
+    return not problems
+
+
+def main(
+    argv: list[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    detector: Callable[[], str] | None = None,
+    stderr: TextIO | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """`python -m ml_target.provision [options]` (also wired as `python -m ml_target fetch-models`)."""
+    parser = argparse.ArgumentParser(prog="fetch-models", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    out = stderr or sys.stderr
+    try:
+        settings = Settings.from_env(env)
+    except ConfigurationError as exc:
+        out.write(f"error: {exc}\n")
+        return 1
+    return run(args, settings, detector=detector, stderr=out, sleep=sleep)

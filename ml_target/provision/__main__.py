@@ -1,0 +1,3 @@
+from ml_target.provision import main
+
+raise SystemExit(main())

@@ -1,0 +1,269 @@
+#!/usr/bin/env bash
+# Build, provision and start the Hailo machine-learning worker for Immich, then test it.
+#
+# Safe to re-run: image builds are cached, fetch-models skips verified HEFs, and an existing
+# container of the same name is replaced. Every path and name can be overridden from the
+# environment (see usage) so the script can be tested against a temporary directory.
+set -euo pipefail
+
+REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+HAILO_DEVICE_PATH=${HAILO_DEVICE_PATH:-/dev/hailo0}
+HAILO_DRIVER_VERSION_FILE=${HAILO_DRIVER_VERSION_FILE:-/sys/module/hailo_pci/version}
+HAILO_RT_DIR=${HAILO_RT_DIR:-$REPO_DIR/hailo-rt-4}
+MODELS_DIR=${MODELS_DIR:-$REPO_DIR/models}
+BASE_IMAGE_NAME=${BASE_IMAGE_NAME:-ml-target-hailo-base}
+APP_IMAGE=${APP_IMAGE:-ml-target-hailo:latest}
+CONTAINER_NAME=${CONTAINER_NAME:-immich-machine-learning-hailo}
+ML_PORT=${ML_PORT:-3003}
+ML_PUBLISH=${ML_PUBLISH:-127.0.0.1:$ML_PORT}
+CLIP_BACKEND=${CLIP_BACKEND:-vit-b-32}
+READY_TIMEOUT_S=${READY_TIMEOUT_S:-180}
+MACHINE=${SETUP_MACHINE:-$(uname -m)}
+FORWARDED_SETTINGS=(CLIP_BACKEND HAILO_ARCH TASKS FACE_DETECTOR FACE_RECOGNISER CLIP_SERVE_ANY_MODEL_NAME
+  FACE_SERVE_ANY_MODEL_NAME HAILO_GROUP_ID HAILO_MULTI_PROCESS_SERVICE REQUEST_TIMEOUT_S LOG_LEVEL)
+
+DRY_RUN=0
+SKIP_MODELS=0
+SKIP_TESTS=0
+OFFLINE=0
+FAILURES=()
+
+usage() {
+  cat <<EOF
+Usage: ./setup.sh [--dry-run] [--offline] [--skip-models] [--skip-tests]
+
+Checks the host (Docker, $HAILO_DEVICE_PATH, hailo_pci driver = HailoRT files in hailo-rt-4/),
+builds the images, fetches the HEFs into models/, starts the container and runs tests/test.sh.
+
+  --dry-run      check prerequisites, then print the commands instead of running them
+  --offline      air-gapped install: use the loaded image instead of building, and verify
+                 the models already in models/ instead of downloading
+  --skip-models  leave models/ alone
+  --skip-tests   do not run tests/test.sh against the started container
+
+Environment (defaults): HAILO_DEVICE_PATH ($HAILO_DEVICE_PATH), HAILO_DRIVER_VERSION_FILE,
+HAILO_RT_DIR, HAILORT_VERSION (= driver version), MODELS_DIR, BASE_IMAGE_NAME, APP_IMAGE,
+CONTAINER_NAME ($CONTAINER_NAME), ML_PORT ($ML_PORT), ML_PUBLISH ($ML_PUBLISH),
+READY_TIMEOUT_S ($READY_TIMEOUT_S), and the worker settings ${FORWARDED_SETTINGS[*]}.
+EOF
+}
+
+say() { printf '==> %s\n' "$*"; }
+fail() { FAILURES+=("$*"); printf 'ERROR: %s\n' "$*" >&2; }
+
+# Run a command, or only show it under --dry-run.
+run() {
+  if ((DRY_RUN)); then
+    printf '[dry-run]'
+    printf ' %q' "$@"
+    printf '\n'
+  else
+    "$@"
+  fi
+}
+
+parse_args() {
+  while (($#)); do
+    case $1 in
+      --dry-run) DRY_RUN=1 ;;
+      --offline) OFFLINE=1 ;;
+      --skip-models) SKIP_MODELS=1 ;;
+      --skip-tests) SKIP_TESTS=1 ;;
+      -h | --help) usage; exit 0 ;;
+      *) usage >&2; printf 'unknown option: %s\n' "$1" >&2; exit 2 ;;
+    esac
+    shift
+  done
+}
+
+check_docker() {
+  if ! command -v docker >/dev/null 2>&1; then
+    fail "docker is not installed: install Docker Engine with the compose plugin (https://docs.docker.com/engine/install/), then re-run"
+    return
+  fi
+  local out
+  if ! out=$(docker info 2>&1); then
+    if [[ $out == *"permission denied"* ]]; then
+      fail "no permission to use Docker: run 'sudo usermod -aG docker ${USER:-$(id -un)}', log out and in again, then re-run"
+    else
+      fail "the Docker daemon is not reachable: start it ('sudo systemctl enable --now docker') and re-run"
+    fi
+  fi
+}
+
+check_device() {
+  if [[ ! -e $HAILO_DEVICE_PATH ]]; then
+    fail "$HAILO_DEVICE_PATH does not exist: the Hailo card is not detected or the hailo_pci driver is not loaded. Check 'lspci | grep -i hailo'; on x86 install hailort-pcie-driver_<version>_all.deb and reboot; on a Raspberry Pi 5 run 'sudo apt install hailo-all' and reboot (docs/deployment.md)"
+  fi
+}
+
+# Prints the loaded hailo_pci version, or nothing.
+driver_version() {
+  if [[ -r $HAILO_DRIVER_VERSION_FILE ]]; then
+    tr -d '[:space:]' <"$HAILO_DRIVER_VERSION_FILE"
+  elif command -v modinfo >/dev/null 2>&1; then
+    modinfo -F version hailo_pci 2>/dev/null | tr -d '[:space:]' || true
+  fi
+}
+
+# Sets DEB_ARCH / WHL_ARCH for the host; HailoRT ships amd64 and arm64 packages.
+host_arch() {
+  case $MACHINE in
+    x86_64 | amd64) DEB_ARCH=amd64; WHL_ARCH=x86_64 ;;
+    aarch64 | arm64) DEB_ARCH=arm64; WHL_ARCH=aarch64 ;;
+    *) fail "unsupported CPU architecture '$MACHINE': HailoRT packages exist for x86_64 and aarch64"; return 1 ;;
+  esac
+}
+
+# Versions for which hailo-rt-4/ holds files of this host's architecture, one per line.
+present_versions() {
+  local file
+  shopt -s nullglob
+  for file in "$HAILO_RT_DIR"/hailort_*_"$DEB_ARCH".deb "$HAILO_RT_DIR"/hailort-*-cp312-cp312-linux_"$WHL_ARCH".whl; do
+    file=${file##*/}
+    file=${file#hailort[_-]}
+    printf '%s\n' "${file%%[_-]*}"
+  done | sort -u
+  shopt -u nullglob
+}
+
+check_hailort() {
+  host_arch || return 0
+  local driver present
+  driver=$(driver_version)
+  present=$(present_versions | paste -sd ' ' -)
+  if [[ -z $driver ]]; then
+    fail "cannot read the hailo_pci driver version ($HAILO_DRIVER_VERSION_FILE missing, 'modinfo hailo_pci' failed): install and load the HailoRT PCIe driver (docs/deployment.md)"
+  fi
+  HAILORT_VERSION=${HAILORT_VERSION:-${driver:-${present%% *}}}
+  if [[ -z $HAILORT_VERSION ]]; then
+    fail "no HailoRT files in $HAILO_RT_DIR: download hailort_<version>_$DEB_ARCH.deb and hailort-<version>-cp312-cp312-linux_$WHL_ARCH.whl (the same version as the driver) from the Hailo Developer Zone into it (hailo-rt-4/README.md)"
+    return 0
+  fi
+  if [[ -n $driver && $driver != "$HAILORT_VERSION" ]]; then
+    fail "the hailo_pci driver is $driver but HAILORT_VERSION is $HAILORT_VERSION: libhailort refuses any other driver version (HAILO_INVALID_DRIVER_VERSION, 76). Use HailoRT $driver files or install driver $HAILORT_VERSION"
+  fi
+  local deb="$HAILO_RT_DIR/hailort_${HAILORT_VERSION}_$DEB_ARCH.deb"
+  local whl="$HAILO_RT_DIR/hailort-${HAILORT_VERSION}-cp312-cp312-linux_$WHL_ARCH.whl"
+  local missing=() file
+  for file in "$deb" "$whl"; do
+    [[ -f $file ]] || missing+=("${file##*/}")
+  done
+  if ((${#missing[@]})) && [[ -n $present && " $present " != *" $HAILORT_VERSION "* ]]; then
+    fail "driver/library version mismatch: HailoRT $HAILORT_VERSION is needed (the hailo_pci driver version) but $HAILO_RT_DIR holds HailoRT $present. Download ${missing[*]} from the Hailo Developer Zone, or install hailo_pci $present so both match (libhailort refuses any other driver version: error 76)"
+  elif ((${#missing[@]})); then
+    fail "missing in $HAILO_RT_DIR: ${missing[*]} (HailoRT $HAILORT_VERSION to match the driver; found versions: ${present:-none}). Download them from the Hailo Developer Zone (hailo-rt-4/README.md)"
+  fi
+}
+
+check_test_tools() {
+  ((SKIP_TESTS)) && return 0
+  local tool
+  for tool in curl python3; do
+    command -v "$tool" >/dev/null 2>&1 || fail "$tool is needed to test the container: install it, or pass --skip-tests"
+  done
+}
+
+settings_args() {
+  local name
+  SETTINGS_ARGS=()
+  for name in "${FORWARDED_SETTINGS[@]}"; do
+    if [[ -n ${!name:-} ]]; then
+      SETTINGS_ARGS+=(-e "$name=${!name}")
+    fi
+  done
+}
+
+build_images() {
+  local base="$BASE_IMAGE_NAME:$HAILORT_VERSION"
+  if ((OFFLINE)); then
+    # Building needs Ubuntu and PyPI packages: an offline install brings the image (docker load).
+    if docker image inspect "$APP_IMAGE" >/dev/null 2>&1; then
+      say "--offline: using the existing image $APP_IMAGE"
+      return 0
+    fi
+    printf 'ERROR: --offline needs the image %s: on a connected machine run ./setup.sh (or docker build) and docker save %s, then docker load it here (docs/deployment.md, Offline install)\n' \
+      "$APP_IMAGE" "$APP_IMAGE" >&2
+    exit 1
+  fi
+  say "building $base and $APP_IMAGE"
+  run docker build -f "$REPO_DIR/Dockerfile.hailo-base" --build-arg "HAILORT_VERSION=$HAILORT_VERSION" -t "$base" "$REPO_DIR"
+  run docker build -f "$REPO_DIR/Dockerfile.app" --build-arg "BASE_IMAGE=$base" -t "$APP_IMAGE" "$REPO_DIR"
+}
+
+fetch_models() {
+  ((SKIP_MODELS)) && return 0
+  local mode=()
+  ((OFFLINE)) && mode=(--offline)
+  say "provisioning HEFs in $MODELS_DIR"
+  run mkdir -p "$MODELS_DIR"
+  run docker run --rm --device "$HAILO_DEVICE_PATH:/dev/hailo0" --user "$(id -u):$(id -g)" \
+    -v "$MODELS_DIR:/models" "${SETTINGS_ARGS[@]}" "$APP_IMAGE" fetch-models "${mode[@]}"
+}
+
+start_container() {
+  if docker container inspect "$CONTAINER_NAME" >/dev/null 2>&1; then
+    say "replacing the existing container $CONTAINER_NAME"
+    run docker rm -f "$CONTAINER_NAME"
+  fi
+  say "starting $CONTAINER_NAME on $ML_PUBLISH"
+  run docker run -d --name "$CONTAINER_NAME" --restart unless-stopped --stop-timeout 30 \
+    --device "$HAILO_DEVICE_PATH:/dev/hailo0" -v "$MODELS_DIR:/models:ro" \
+    -p "$ML_PUBLISH:3003" "${SETTINGS_ARGS[@]}" "$APP_IMAGE"
+}
+
+wait_ready() {
+  ((DRY_RUN)) && return 0
+  local url="http://127.0.0.1:$ML_PORT/ping" waited=0
+  say "waiting for $url"
+  until [[ $(curl -fsS --max-time 2 "$url" 2>/dev/null || true) == pong ]]; do
+    if ((waited >= READY_TIMEOUT_S)); then
+      docker logs --tail 50 "$CONTAINER_NAME" >&2 || true
+      printf 'ERROR: %s did not answer pong within %s s; its last log lines are above (docs/deployment.md, Troubleshooting)\n' \
+        "$CONTAINER_NAME" "$READY_TIMEOUT_S" >&2
+      exit 1
+    fi
+    sleep 2
+    waited=$((waited + 2))
+  done
+}
+
+# The Immich model name whose requests CLIP_BACKEND answers (TinyCLIP has no Immich twin).
+clip_model() {
+  case $CLIP_BACKEND in
+    vit-b-16) echo ViT-B-16__openai ;;
+    siglip) echo ViT-B-16-SigLIP__webli ;;
+    siglip2) echo ViT-B-32-SigLIP2-256__webli ;;
+    *) echo ViT-B-32__openai ;;
+  esac
+}
+
+run_tests() {
+  ((SKIP_TESTS)) && return 0
+  say "testing the running worker"
+  run env BASE_URL="http://127.0.0.1:$ML_PORT" CLIP_MODEL="$(clip_model)" bash "$REPO_DIR/tests/test.sh"
+}
+
+main() {
+  parse_args "$@"
+  say "checking prerequisites"
+  check_docker
+  check_device
+  check_hailort
+  check_test_tools
+  if ((${#FAILURES[@]})); then
+    printf '%s prerequisite(s) failed; fix the above and re-run ./setup.sh\n' "${#FAILURES[@]}" >&2
+    exit 1
+  fi
+  say "HailoRT $HAILORT_VERSION ($DEB_ARCH), device $HAILO_DEVICE_PATH"
+  settings_args
+  build_images
+  fetch_models
+  start_container
+  wait_ready
+  run_tests
+  say "done. In Immich: Administration > Settings > Machine Learning > URL = http://<this host>:$ML_PORT" \
+    "(or http://$CONTAINER_NAME:3003 from Immich's compose network)"
+}
+
+main "$@"

@@ -1,0 +1,559 @@
+"""fetch-models against a loopback HTTP server serving generated HEF-like files.
+
+The fake HEFs have a real header (magic, version, protobuf with `header.hw_arch`) and random
+bytes after it, so the same parser that guards real downloads is exercised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import shutil
+import struct
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ml_target import hef_header, provision
+from ml_target.config import Settings
+from ml_target.networks import NETWORKS
+from ml_target.text.host_weights import TextHostWeights, save_host_weights
+
+ARCH_CODES = {"hailo8": 0, "hailo8p": 1, "hailo8r": 2, "hailo8l": 3, "hailo10h": 5}
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def fake_hef(
+    arch: str = "hailo8l", version: int = 3, payload_size: int = 200_000, seed: int = 0, proto_hash: int = 0
+) -> bytes:
+    """A HEF-shaped file: HailoRT's header, `ProtoHEFHef{header{hw_arch}, ...}`, random "weights".
+
+    The header's size fields describe the payload as HailoRT expects (v0 has none; v3 splits it
+    into config words and additional info), so a correct file passes the length check.
+    """
+    code = ARCH_CODES[arch]
+    header_msg = b"" if code == 0 else b"\x08" + _varint(code)  # proto3 omits a zero enum
+    group = b"\x52\x0ascrfd_2_5g"  # field 10 network_group_name, only to have a second field
+    proto = b"\x0a" + _varint(len(header_msg)) + header_msg + b"\x12" + _varint(len(group)) + group
+    if version == 0:
+        payload_size = 0
+    common = struct.pack(">III", 0x01484546, version, len(proto))
+    if version == 0:
+        distinct = b"\0" * 20  # reserved + md5 (not checked here)
+    elif version == 1:
+        distinct = struct.pack(">IQI", 0, payload_size, 0)
+    elif version == 2:
+        distinct = struct.pack(">QQQQ", 0, payload_size, 0, 0)
+    else:  # the last 100 bytes count as additional info
+        distinct = struct.pack(">QQIQQQ", 0, payload_size - 100, 0, 100, proto_hash, 0)
+    payload = np.random.default_rng(seed).integers(0, 256, payload_size, dtype=np.uint8).tobytes()
+    return common + distinct + proto + payload
+
+
+# --------------------------------------------------------------------------- header parsing
+
+
+@pytest.mark.parametrize("version", [0, 1, 2, 3])
+@pytest.mark.parametrize("arch", ["hailo8", "hailo8l", "hailo8r", "hailo10h"])
+def test_header_parses_version_and_arch(version: int, arch: str) -> None:
+    data = fake_hef(arch, version, payload_size=1000)
+    header = hef_header.parse_header(data)
+    assert header.version == version
+    assert header.header_size == hef_header.HEADER_SIZES[version] == len(struct.pack(">III", 0, 0, 0)) + {
+        0: 20, 1: 16, 2: 32, 3: 44}[version]
+    assert header.hw_arch == arch
+    assert header.file_size == len(data) and header.exact_size
+
+
+@pytest.mark.parametrize("version", [0, 1, 2, 3])
+def test_header_length_is_checked_like_hailort(version: int) -> None:
+    data = fake_hef("hailo8l", version, payload_size=1000)
+    with pytest.raises(hef_header.HefFormatError, match=f"truncated HEF: {len(data) - 1} bytes.*promises {len(data)}"):
+        hef_header.parse_header(data[:-1])
+    with pytest.raises(hef_header.HefFormatError, match="error 91"):
+        hef_header.parse_header(data + b"\0")
+    # read_header sees only the start of a large file but checks the real size on disk.
+    with pytest.raises(hef_header.HefFormatError, match="truncated"):
+        hef_header.parse_header(data[:200], file_size=len(data) - 5)
+
+
+def test_v3_with_a_protobuf_checksum_tolerates_trailing_bytes_like_hailort() -> None:
+    data = fake_hef("hailo8", 3, payload_size=1000, proto_hash=12345) + b"\0" * 8
+    header = hef_header.parse_header(data)
+    assert not header.exact_size and header.file_size == len(data) - 8
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (b"<!DOCTYPE html><html><body>Access denied</body></html>", "HTML page"),
+        (b"<?xml version='1.0'?><Error><Code>NoSuchKey</Code></Error>", "XML error"),
+        (b'{"format": "ml_target-emulated-hef", "version": 1}', "emulated HEF"),
+        (b"", "empty"),
+        (b"\x7fELF\x02\x01", "7f 45 4c 46"),
+    ],
+)
+def test_header_rejects_non_hef_saying_what_it_is(data: bytes, words: str) -> None:
+    with pytest.raises(hef_header.HefFormatError, match=words):
+        hef_header.parse_header(data)
+
+
+def test_header_rejects_unknown_version_and_truncation() -> None:
+    good = fake_hef("hailo8l", 3, payload_size=100)
+    with pytest.raises(hef_header.HefFormatError, match="version 4"):
+        hef_header.parse_header(good[:4] + struct.pack(">I", 4) + good[8:])
+    with pytest.raises(hef_header.HefFormatError, match="ends inside its header"):
+        hef_header.parse_header(good[:10])
+    with pytest.raises(hef_header.HefFormatError, match="header alone is 56"):
+        hef_header.parse_header(good[:20])
+
+
+def test_accepted_by_follows_hailort_rules() -> None:
+    assert hef_header.accepted_by("hailo8", "hailo8l")
+    assert hef_header.accepted_by("hailo8", "hailo8r")
+    assert hef_header.accepted_by("hailo8l", "hailo8l")
+    assert not hef_header.accepted_by("hailo8l", "hailo8")
+    assert not hef_header.accepted_by("hailo8", "hailo10h")
+
+
+# --------------------------------------------------------------------------- what to fetch
+
+
+def test_required_networks_follow_settings() -> None:
+    default = provision.required_networks(Settings())
+    assert default == [
+        "clip_vit_b_32_image_encoder",
+        "clip_vit_b_32_text_encoder",
+        "scrfd_2.5g",
+        "arcface_r50",
+        "paddle_ocr_v5_mobile_detection",
+        "paddle_ocr_v5_mobile_recognition",
+    ]
+    tiny = provision.required_networks(Settings.from_env({"CLIP_BACKEND": "tinyclip", "TASKS": "clip"}))
+    assert tiny == [
+        "tinyclip_vit_39m_16_text_19m_yfcc15m_image_encoder",
+        "tinyclip_vit_39m_16_text_19m_yfcc15m_text_encoder",
+    ]
+    faces = provision.required_networks(
+        Settings.from_env({"TASKS": "faces", "FACE_DETECTOR": "scrfd_10g", "FACE_RECOGNISER": "arcface_mobilefacenet"})
+    )
+    assert faces == ["scrfd_10g", "arcface_mobilefacenet"]
+
+
+def test_every_clip_backend_needs_two_known_hefs() -> None:
+    from ml_target.config import CLIP_BACKENDS
+
+    for setting in CLIP_BACKENDS:
+        image, text = provision.required_networks(Settings(clip_backend=setting, tasks=("clip",)))
+        assert image in NETWORKS and image.endswith("_image_encoder")
+        assert text in NETWORKS and text.endswith("_text_encoder")
+
+
+def test_urls_point_at_the_zoo_or_a_mirror() -> None:
+    assert provision.hef_url("scrfd_2.5g", "hailo8l") == (
+        "https://hailo-model-zoo.s3.eu-west-2.amazonaws.com/ModelZoo/Compiled/v2.18.0/hailo8l/scrfd_2.5g.hef"
+    )
+    assert provision.hef_url("scrfd_2.5g", "hailo8", "http://m/zoo/") == "http://m/zoo/hailo8/scrfd_2.5g.hef"
+
+
+@pytest.mark.parametrize(
+    ("text", "arch"),
+    [
+        ("Board Name: Hailo-8\nDevice Architecture: HAILO8\n", "hailo8"),
+        ("Device Architecture: HAILO8L\nSerial Number: X\n", "hailo8l"),
+    ],
+)
+def test_arch_from_identify(text: str, arch: str) -> None:
+    assert provision.arch_from_identify(text) == arch
+
+
+def test_arch_from_identify_refuses_other_chips_and_garbage() -> None:
+    with pytest.raises(provision.ProvisionError, match="HAILO10H"):
+        provision.arch_from_identify("Device Architecture: HAILO10H")
+    with pytest.raises(provision.ProvisionError, match="--arch"):
+        provision.arch_from_identify("[HailoRT] [error] CHECK failed - Failed to open device file /dev/hailo0")
+
+
+def test_resolve_arch_prefers_flag_then_setting_then_device() -> None:
+    auto = Settings()
+    assert provision.resolve_arch("hailo8", auto, lambda: "hailo8l") == "hailo8"
+    assert provision.resolve_arch(None, Settings(hailo_arch="hailo8l"), lambda: "hailo8") == "hailo8l"
+    assert provision.resolve_arch(None, auto, lambda: "hailo8l") == "hailo8l"
+
+
+# --------------------------------------------------------------------------- loopback server
+
+
+class Zoo:
+    """State of the fake mirror: files by URL path, scripted faults, and a request log."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.faults: dict[str, list[str]] = {}
+        self.requests: list[tuple[str, str | None]] = []
+
+
+def _handler(zoo: Zoo) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            zoo.requests.append((self.path, self.headers.get("Range")))
+            fault = zoo.faults.get(self.path, []).pop(0) if zoo.faults.get(self.path) else None
+            if fault == "500":
+                self.send_error(500)
+                return
+            if fault == "html":
+                self._send(200, b"<html><body>Please log in to the hotel wifi</body></html>", "text/html")
+                return
+            data = zoo.files.get(self.path)
+            if data is None:
+                self.send_error(404)
+                return
+            start = 0
+            rng = self.headers.get("Range")
+            if rng:
+                start = int(rng.removeprefix("bytes=").rstrip("-"))
+            body = data[start:]
+            self.send_response(206 if rng else 200)
+            if rng:
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if fault == "drop":
+                self.wfile.write(body[: len(body) // 3])
+                self.close_connection = True
+                return
+            self.wfile.write(body)
+
+        def _send(self, status: int, body: bytes, kind: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Handler
+
+
+@pytest.fixture
+def zoo():
+    state = Zoo()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    state.base_url = f"http://127.0.0.1:{server.server_address[1]}/zoo"
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+NAMES = ["scrfd_2.5g", "arcface_mobilefacenet"]
+
+
+def _publish(zoo: Zoo, arch: str = "hailo8l", hef_arch: str | None = None) -> dict[str, bytes]:
+    files = {name: fake_hef(hef_arch or arch, seed=i) for i, name in enumerate(NAMES)}
+    for name, data in files.items():
+        zoo.files[f"/zoo/{arch}/{name}.hef"] = data
+    return files
+
+
+def _assets(arch: str | None, base_url: str | None = None) -> list[provision.Asset]:
+    return [provision.hef_asset(name, arch, base_url) for name in NAMES]
+
+
+def _fetch(zoo: Zoo, models: Path, sleeps: list[float] | None = None, attempts: int = 4, arch: str = "hailo8l"):
+    stderr = io.StringIO()
+    policy = provision.RetryPolicy(attempts=attempts, base_delay_s=1.0, timeout_s=5.0)
+    outcome = provision.fetch(
+        models, _assets(arch, zoo.base_url), policy=policy, stderr=stderr,
+        sleep=(sleeps if sleeps is not None else []).append,
+    )
+    return {name.removesuffix(".hef"): what for name, what in outcome.items()}, stderr.getvalue()
+
+
+def test_fresh_download_writes_files_and_sha256sums(zoo: Zoo, tmp_path: Path) -> None:
+    files = _publish(zoo)
+    outcome, log = _fetch(zoo, tmp_path)
+    assert outcome == {name: "downloaded" for name in NAMES}
+    for name, data in files.items():
+        assert (tmp_path / f"{name}.hef").read_bytes() == data
+    sums = (tmp_path / "SHA256SUMS").read_text().splitlines()
+    assert sums == [f"{hashlib.sha256(d).hexdigest()}  {n}.hef" for n, d in sorted(files.items())]
+    assert not list(tmp_path.glob("*.part"))
+    assert "scrfd_2.5g.hef [" in log and "100%" in log
+    if shutil.which("sha256sum"):
+        check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=tmp_path, capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_second_run_verifies_without_downloading(zoo: Zoo, tmp_path: Path) -> None:
+    _publish(zoo)
+    _fetch(zoo, tmp_path)
+    before = len(zoo.requests)
+    outcome, _ = _fetch(zoo, tmp_path)
+    assert outcome == {name: "verified" for name in NAMES}
+    assert len(zoo.requests) == before
+
+
+def test_interrupted_download_resumes_with_range(zoo: Zoo, tmp_path: Path) -> None:
+    files = _publish(zoo)
+    path = f"/zoo/hailo8l/{NAMES[0]}.hef"
+    zoo.faults[path] = ["drop"]
+    sleeps: list[float] = []
+    outcome, log = _fetch(zoo, tmp_path, sleeps)
+    assert outcome[NAMES[0]] == "downloaded"
+    assert (tmp_path / f"{NAMES[0]}.hef").read_bytes() == files[NAMES[0]]
+    ranges = [rng for p, rng in zoo.requests if p == path]
+    assert ranges[0] is None
+    resumed_at = len(files[NAMES[0]]) // 3
+    assert ranges[1] == f"bytes={resumed_at}-"
+    assert sleeps == [1.0]
+    assert "connection closed after" in log
+
+
+def test_part_file_from_an_earlier_run_is_resumed(zoo: Zoo, tmp_path: Path) -> None:
+    files = _publish(zoo)
+    data = files[NAMES[1]]
+    (tmp_path / f"{NAMES[1]}.hef.part").write_bytes(data[:12345])
+    _fetch(zoo, tmp_path)
+    assert (tmp_path / f"{NAMES[1]}.hef").read_bytes() == data
+    assert (f"/zoo/hailo8l/{NAMES[1]}.hef", "bytes=12345-") in zoo.requests
+
+
+def test_html_page_instead_of_hef_is_rejected(zoo: Zoo, tmp_path: Path) -> None:
+    _publish(zoo)
+    zoo.faults[f"/zoo/hailo8l/{NAMES[0]}.hef"] = ["html"]
+    with pytest.raises(provision.ProvisionError, match=r"scrfd_2\.5g\.hef is unusable.*HTML page"):
+        _fetch(zoo, tmp_path)
+    assert not (tmp_path / f"{NAMES[0]}.hef").exists()
+    assert not (tmp_path / f"{NAMES[0]}.hef.part").exists()
+
+
+def test_a_hef_truncated_at_the_source_is_rejected(zoo: Zoo, tmp_path: Path) -> None:
+    files = _publish(zoo)
+    zoo.files[f"/zoo/hailo8l/{NAMES[1]}.hef"] = files[NAMES[1]][:-4096]
+    with pytest.raises(provision.ProvisionError, match=r"arcface_mobilefacenet\.hef is unusable.*truncated HEF"):
+        _fetch(zoo, tmp_path)
+    assert not (tmp_path / f"{NAMES[1]}.hef").exists()
+
+
+def test_checksum_mismatch_names_the_file_and_the_fix(zoo: Zoo, tmp_path: Path) -> None:
+    _publish(zoo)
+    _fetch(zoo, tmp_path)
+    target = tmp_path / f"{NAMES[1]}.hef"
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(provision.ProvisionError) as info:
+        _fetch(zoo, tmp_path)
+    message = str(info.value)
+    assert str(target) in message and "SHA-256" in message and f"Delete {NAMES[1]}.hef" in message
+
+
+def test_404_is_a_clear_error_and_not_retried(zoo: Zoo, tmp_path: Path) -> None:
+    sleeps: list[float] = []
+    with pytest.raises(provision.ProvisionError, match=r"HTTP 404.*--arch and --base-url"):
+        _fetch(zoo, tmp_path, sleeps)
+    assert len(zoo.requests) == 1 and sleeps == []
+
+
+def test_transient_500s_are_retried_with_exponential_backoff(zoo: Zoo, tmp_path: Path) -> None:
+    files = _publish(zoo)
+    path = f"/zoo/hailo8l/{NAMES[0]}.hef"
+    zoo.faults[path] = ["500", "500", "500"]
+    sleeps: list[float] = []
+    outcome, log = _fetch(zoo, tmp_path, sleeps)
+    assert outcome[NAMES[0]] == "downloaded"
+    assert (tmp_path / f"{NAMES[0]}.hef").read_bytes() == files[NAMES[0]]
+    assert sleeps == [1.0, 2.0, 4.0]
+    assert sum(1 for p, _ in zoo.requests if p == path) == 4
+    assert "HTTP 500" in log
+
+
+def test_retries_give_up_and_keep_the_partial_file(zoo: Zoo, tmp_path: Path) -> None:
+    _publish(zoo)
+    zoo.faults[f"/zoo/hailo8l/{NAMES[0]}.hef"] = ["drop", "500", "500"]
+    sleeps: list[float] = []
+    with pytest.raises(provision.ProvisionError, match=r"after 3 attempts.*next run resumes"):
+        _fetch(zoo, tmp_path, sleeps, attempts=3)
+    assert sleeps == [1.0, 2.0]
+    assert (tmp_path / f"{NAMES[0]}.hef.part").stat().st_size > 0
+
+
+def test_hef_for_the_wrong_chip_is_refused(zoo: Zoo, tmp_path: Path) -> None:
+    _publish(zoo, arch="hailo8l", hef_arch="hailo8")
+    with pytest.raises(provision.ProvisionError, match=r"compiled for hailo8, which a hailo8l device refuses.*93"):
+        _fetch(zoo, tmp_path)
+
+
+def test_pinned_checksum_rejects_a_different_download(zoo: Zoo, tmp_path: Path) -> None:
+    _publish(zoo)
+    (tmp_path / "SHA256SUMS").write_text(f"{'0' * 64}  {NAMES[0]}.hef\n")
+    with pytest.raises(provision.ProvisionError, match=r"does not match the SHA-256 pinned"):
+        _fetch(zoo, tmp_path)
+    assert not (tmp_path / f"{NAMES[0]}.hef").exists()
+
+
+def test_offline_passes_on_a_complete_directory_without_network(zoo: Zoo, tmp_path: Path) -> None:
+    _publish(zoo)
+    _fetch(zoo, tmp_path)
+    before = len(zoo.requests)
+    assert provision.verify_directory(tmp_path, _assets("hailo8l")) == []
+    assert provision.verify_directory(tmp_path, _assets("hailo8")) == []  # a Hailo-8 runs 8L HEFs
+    assert len(zoo.requests) == before
+
+
+def test_offline_on_a_broken_directory_names_each_bad_file(zoo: Zoo, tmp_path: Path) -> None:
+    _publish(zoo)
+    _fetch(zoo, tmp_path)
+    (tmp_path / f"{NAMES[0]}.hef").unlink()
+    (tmp_path / f"{NAMES[1]}.hef").write_bytes(b"<html>gateway timeout</html>")
+    problems = provision.verify_directory(tmp_path, _assets(None))
+    assert len(problems) == 2
+    assert f"{NAMES[0]}.hef is missing" in problems[0]
+    assert f"{NAMES[1]}.hef" in problems[1] and "HTML page" in problems[1]
+
+
+def test_main_offline_and_online_exit_codes(zoo: Zoo, tmp_path: Path) -> None:
+    _publish(zoo)
+    env = {"MODELS_DIR": str(tmp_path)}
+    networks = [arg for name in NAMES for arg in ("--network", name)]
+    err = io.StringIO()
+    assert provision.main(["--offline", *networks], env=env, stderr=err) == 1
+    assert "2 of 2 files" in err.getvalue()
+    err = io.StringIO()
+    code = provision.main(["--base-url", zoo.base_url, *networks], env=env, detector=lambda: "hailo8l", stderr=err)
+    assert code == 0, err.getvalue()
+    assert "2 files for hailo8l ready" in err.getvalue()
+    err = io.StringIO()
+    assert provision.main(["--offline", "--arch", "hailo8l", *networks], env=env, stderr=err) == 0
+    assert "all 2 files" in err.getvalue()
+
+
+def test_main_offline_names_missing_clip_hefs_and_bad_settings(tmp_path: Path) -> None:
+    err = io.StringIO()
+    code = provision.main(["--offline"], env={"MODELS_DIR": str(tmp_path), "TASKS": "clip"}, stderr=err)
+    assert code == 1
+    assert "clip_vit_b_32_image_encoder.hef is missing" in err.getvalue()
+    err = io.StringIO()
+    assert provision.main(["--offline"], env={"TASKS": "sideways"}, stderr=err) == 1
+    assert "TASKS='sideways'" in err.getvalue()
+
+
+CLIP_PAIR = ("clip_vit_b_32_image_encoder", "clip_vit_b_32_text_encoder")
+
+
+def _host_assets(models: Path, stand_in: bool = False, tokenizer: bool = True) -> Path:
+    directory = models / "clip_vit_b_32"
+    weights = TextHostWeights(token_embedding=np.zeros((10, 4), np.float32), stand_in=stand_in)
+    save_host_weights(directory, weights, backend="clip_vit_b_32")
+    if tokenizer:
+        (directory / "tokenizer.json").write_text("{}")
+    return directory
+
+
+def _fetch_clip(zoo: Zoo, models: Path, *extra: str) -> tuple[int, str]:
+    for i, name in enumerate(CLIP_PAIR):
+        zoo.files[f"/zoo/hailo8/{name}.hef"] = fake_hef("hailo8", seed=i, payload_size=1000)
+    err = io.StringIO()
+    env = {"MODELS_DIR": str(models), "TASKS": "clip", "HAILO_ARCH": "hailo8"}
+    return provision.main(["--base-url", zoo.base_url, *extra], env=env, stderr=err), err.getvalue()
+
+
+def test_clip_fetch_fails_while_the_host_text_assets_are_missing(zoo: Zoo, tmp_path: Path) -> None:
+    code, log = _fetch_clip(zoo, tmp_path)
+    assert code == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["SHA256SUMS", *(f"{n}.hef" for n in CLIP_PAIR)]
+    assert f"error: {tmp_path}/clip_vit_b_32/host.json is missing" in log
+    assert "export_clip_host_weights.py" in log and "the worker will not start" in log
+
+
+def test_clip_fetch_passes_with_host_assets_and_refuses_stand_ins(zoo: Zoo, tmp_path: Path) -> None:
+    directory = _host_assets(tmp_path)
+    code, log = _fetch_clip(zoo, tmp_path)
+    assert code == 0, log
+    (directory / "tokenizer.json").unlink()
+    code, log = _fetch_clip(zoo, tmp_path, "--offline")
+    assert code == 1 and f"{directory}/tokenizer.json is missing" in log
+    _host_assets(tmp_path, stand_in=True)
+    code, log = _fetch_clip(zoo, tmp_path, "--offline")
+    assert code == 1 and "stand-in text weights" in log
+
+
+def _dictionary_text() -> str:
+    """A PaddleOCR-layout table: 18383 characters, one per line (blank and space implicit)."""
+    return "".join(chr(0x4E00 + i) + "\n" for i in range(18383))
+
+
+def test_ocr_dictionary_is_downloaded_and_checked(zoo: Zoo, tmp_path: Path) -> None:
+    zoo.files["/zoo/ppocrv5_dict.txt"] = _dictionary_text().encode()
+    asset = dataclasses.replace(provision.dictionary_asset(zoo.base_url), local=None)
+    assert asset.url == f"{zoo.base_url}/ppocrv5_dict.txt"
+    outcome = provision.fetch(tmp_path, [asset], stderr=io.StringIO(), sleep=[].append)
+    assert outcome == {"ppocrv5_dict.txt": "downloaded"}
+    assert (tmp_path / "ppocrv5_dict.txt").read_text() == _dictionary_text()
+    assert provision.verify_directory(tmp_path, [asset]) == []
+
+
+def test_ocr_dictionary_of_the_wrong_size_is_rejected(zoo: Zoo, tmp_path: Path) -> None:
+    zoo.files["/zoo/ppocrv5_dict.txt"] = b"<html><body>rate limited</body></html>"
+    asset = dataclasses.replace(provision.dictionary_asset(zoo.base_url), local=None)
+    with pytest.raises(provision.ProvisionError, match=r"ppocrv5_dict.txt is unusable.*3 CTC classes.*outputs 18385"):
+        provision.fetch(tmp_path, [asset], stderr=io.StringIO(), sleep=[].append)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ocr_dictionary_is_copied_from_an_installed_package(tmp_path: Path) -> None:
+    source = tmp_path / "keys.txt"
+    source.write_text("blank\n" + _dictionary_text() + " \n")
+    asset = dataclasses.replace(provision.dictionary_asset(), local=source)
+    assert asset.url.startswith("https://raw.githubusercontent.com/PaddlePaddle/PaddleOCR/")
+    models = tmp_path / "models"
+    assert provision.fetch(models, [asset], stderr=io.StringIO()) == {"ppocrv5_dict.txt": "copied"}
+    assert provision.fetch(models, [asset], stderr=io.StringIO()) == {"ppocrv5_dict.txt": "verified"}
+
+
+def test_default_plan_covers_every_task() -> None:
+    assets = provision.plan(Settings(), "hailo8")
+    assert [a.filename for a in assets] == [
+        "clip_vit_b_32_image_encoder.hef",
+        "clip_vit_b_32_text_encoder.hef",
+        "scrfd_2.5g.hef",
+        "arcface_r50.hef",
+        "paddle_ocr_v5_mobile_detection.hef",
+        "paddle_ocr_v5_mobile_recognition.hef",
+        "ppocrv5_dict.txt",
+    ]
+    assert assets[2].url.endswith("/v2.18.0/hailo8/scrfd_2.5g.hef")
+
+
+def test_progress_bar_redraws_in_place_on_a_terminal() -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Tty()
+    bar = provision.Progress(stream, "x.hef")
+    for done in (0, 500_000, 1_000_000):
+        bar.update(done, 1_000_000)
+    bar.finish()
+    frames = stream.getvalue().split("\r")[1:]
+    assert len(frames) == 3
+    assert frames[1].startswith("x.hef [###############...............]  50% 0.5/1.0 MB")
+    assert frames[2].endswith("100% 1.0/1.0 MB\n")
