@@ -20,6 +20,10 @@ constraints=()
 
 "${pip[@]}" install --upgrade pip
 if [[ "$extras" == *test* ]]; then
+  # shellcheck lints setup.sh and tests/test.sh; its tests skip (saying so) where it cannot be installed.
+  if ! command -v shellcheck >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get update -qq && apt-get install -y -qq shellcheck >/dev/null) || echo "shellcheck not installed" >&2
+  fi
   # The CPU build; a plain `torch` would pull several GB of CUDA libraries.
   "${pip[@]}" install "torch==2.13.0"
 fi

@@ -28,7 +28,7 @@ for _ in $(seq 1 120); do
   sleep 0.5
 done
 
-if ! BASE_URL="http://127.0.0.1:$port" bash tests/test.sh; then
+if ! BASE_URL="http://127.0.0.1:$port" PYTHON=.venv/bin/python bash tests/test.sh; then
   echo "--- worker log ---" >&2
   tail -n 50 "$workdir/server.log" >&2
   exit 1
