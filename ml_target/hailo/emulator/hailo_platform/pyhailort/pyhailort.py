@@ -1,0 +1,116 @@
+"""Stand-in for `hailo_platform.pyhailort.pyhailort` (HailoRT 4.23): every class the worker uses."""
+
+from ml_target.hailo.emulator.configured import AsyncInferJob, ConfiguredInferModel
+from ml_target.hailo.emulator.enums import (
+    DeviceArchitectureTypes,
+    FormatOrder,
+    FormatType,
+    HailoFormatFlags,
+    HailoPowerMode,
+    HailoSchedulingAlgorithm,
+    HailoStreamDirection,
+    HailoStreamInterface,
+)
+from ml_target.hailo.emulator.exceptions import (
+    ExceptionWrapper,
+    HailoCommunicationClosedException,
+    HailoRTDriverOperationFailedException,
+    HailoRTEthException,
+    HailoRTException,
+    HailoRTFirmwareControlFailedException,
+    HailoRTHEFNotCompatibleWithDevice,
+    HailoRTInvalidArgumentException,
+    HailoRTInvalidFrameException,
+    HailoRTInvalidHEFException,
+    HailoRTInvalidOperationException,
+    HailoRTNetworkGroupNotActivatedException,
+    HailoRTNotFoundException,
+    HailoRTPCIeDriverException,
+    HailoRTStatusException,
+    HailoRTStreamAborted,
+    HailoRTStreamAbortedByUser,
+    HailoRTTimeout,
+    HailoRTUnsupportedOpcodeException,
+    HailoStatusInvalidValueException,
+    InvalidProtocolVersionException,
+    UdpRecvError,
+    exception_from_status,
+)
+from ml_target.hailo.emulator.hef import (
+    HEF,
+    HailoFormat,
+    NetworkGroupInfo,
+    StreamInfo,
+    VStreamInfo,
+)
+from ml_target.hailo.emulator.infer_model import InferModel
+from ml_target.hailo.emulator.jobs import AsyncInferCompletionInfo
+from ml_target.hailo.emulator.quant import HailoRTTransformUtils, QuantInfo
+from ml_target.hailo.emulator.vdevice import (
+    BoardInformation,
+    Control,
+    Device,
+    TemperatureInfo,
+    VDevice,
+    VDeviceParams,
+)
+
+HAILO_UNIQUE_VDEVICE_GROUP_ID = "UNIQUE"
+HAILO_SCHEDULER_PRIORITY_NORMAL = 16
+HAILO_SCHEDULER_PRIORITY_MAX = 31
+HAILO_SCHEDULER_PRIORITY_MIN = 0
+
+__all__ = [
+    "HAILO_SCHEDULER_PRIORITY_MAX",
+    "HAILO_SCHEDULER_PRIORITY_MIN",
+    "HAILO_SCHEDULER_PRIORITY_NORMAL",
+    "HAILO_UNIQUE_VDEVICE_GROUP_ID",
+    "HEF",
+    "AsyncInferCompletionInfo",
+    "AsyncInferJob",
+    "BoardInformation",
+    "ConfiguredInferModel",
+    "Control",
+    "Device",
+    "DeviceArchitectureTypes",
+    "ExceptionWrapper",
+    "FormatOrder",
+    "FormatType",
+    "HailoCommunicationClosedException",
+    "HailoFormat",
+    "HailoFormatFlags",
+    "HailoPowerMode",
+    "HailoRTDriverOperationFailedException",
+    "HailoRTEthException",
+    "HailoRTException",
+    "HailoRTFirmwareControlFailedException",
+    "HailoRTHEFNotCompatibleWithDevice",
+    "HailoRTInvalidArgumentException",
+    "HailoRTInvalidFrameException",
+    "HailoRTInvalidHEFException",
+    "HailoRTInvalidOperationException",
+    "HailoRTNetworkGroupNotActivatedException",
+    "HailoRTNotFoundException",
+    "HailoRTPCIeDriverException",
+    "HailoRTStatusException",
+    "HailoRTStreamAborted",
+    "HailoRTStreamAbortedByUser",
+    "HailoRTTimeout",
+    "HailoRTTransformUtils",
+    "HailoRTUnsupportedOpcodeException",
+    "HailoSchedulingAlgorithm",
+    "HailoStatusInvalidValueException",
+    "HailoStreamDirection",
+    "HailoStreamInterface",
+    "InferModel",
+    "InvalidProtocolVersionException",
+    "NetworkGroupInfo",
+    "QuantInfo",
+    "StreamInfo",
+    "TemperatureInfo",
+    "UdpRecvError",
+    "VDevice",
+    "VDeviceParams",
+    "VStreamInfo",
+    "exception_from_status",
+]
