@@ -38,8 +38,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     from ml_target.hailo.runtime import describe_hef
 
-    settings = Settings.from_env()
-    for edge in describe_hef(Path(args.hef), settings):
+    for edge in describe_hef(Path(args.hef)):
         print(json.dumps(edge) if args.json else "  ".join(f"{k}={v}" for k, v in edge.items()))
     return 0
 

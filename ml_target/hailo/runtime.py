@@ -439,12 +439,11 @@ class Runtime:
             self._release_vdevice(vdevice)
 
 
-def describe_hef(path: Path | str, settings: Settings | None = None) -> list[dict[str, Any]]:
+def describe_hef(path: Path | str) -> list[dict[str, Any]]:
     """Every input and output vstream of a HEF (for `python -m ml_target inspect`); no device needed.
 
     The file's own magic decides which library reads it: real HEFs (`01 48 45 46`) need
-    `hailo_platform`, anything else is handed to the emulator's parser. `settings` is accepted for
-    the CLI's call signature and not otherwise needed.
+    `hailo_platform`, anything else is handed to the emulator's parser.
     """
     path = Path(path)
     if not path.is_file():
