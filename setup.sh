@@ -93,7 +93,7 @@ check_docker() {
 
 check_device() {
   if [[ ! -e $HAILO_DEVICE_PATH ]]; then
-    fail "$HAILO_DEVICE_PATH does not exist: the Hailo card is not detected or the hailo_pci driver is not loaded. Check 'lspci | grep -i hailo'; on x86 install hailort-pcie-driver_<version>_all.deb and reboot; on a Raspberry Pi 5 run 'sudo apt install hailo-all' and reboot (docs/deployment.md)"
+    fail "$HAILO_DEVICE_PATH does not exist: the Hailo card is not detected or the hailo_pci driver is not loaded. Check 'lspci | grep -i hailo'; on x86 install hailort-pcie-driver_<version>_all.deb and reboot; on a Raspberry Pi 5 run 'sudo apt install hailo-all' and reboot (README.md, Deployment in detail)"
   fi
 }
 
@@ -133,7 +133,7 @@ check_hailort() {
   driver=$(driver_version)
   present=$(present_versions | paste -sd ' ' -)
   if [[ -z $driver ]]; then
-    fail "cannot read the hailo_pci driver version ($HAILO_DRIVER_VERSION_FILE missing, 'modinfo hailo_pci' failed): install and load the HailoRT PCIe driver (docs/deployment.md)"
+    fail "cannot read the hailo_pci driver version ($HAILO_DRIVER_VERSION_FILE missing, 'modinfo hailo_pci' failed): install and load the HailoRT PCIe driver (README.md, Deployment in detail)"
   fi
   HAILORT_VERSION=${HAILORT_VERSION:-${driver:-${present%% *}}}
   if [[ -z $HAILORT_VERSION ]]; then
@@ -182,7 +182,7 @@ build_images() {
       say "--offline: using the existing image $APP_IMAGE"
       return 0
     fi
-    printf 'ERROR: --offline needs the image %s: on a connected machine run ./setup.sh (or docker build) and docker save %s, then docker load it here (docs/deployment.md, Offline install)\n' \
+    printf 'ERROR: --offline needs the image %s: on a connected machine run ./setup.sh (or docker build) and docker save %s, then docker load it here (README.md, Offline install)\n' \
       "$APP_IMAGE" "$APP_IMAGE" >&2
     exit 1
   fi
@@ -219,7 +219,7 @@ wait_ready() {
   until [[ $(curl -fsS --max-time 2 "$url" 2>/dev/null || true) == pong ]]; do
     if ((waited >= READY_TIMEOUT_S)); then
       docker logs --tail 50 "$CONTAINER_NAME" >&2 || true
-      printf 'ERROR: %s did not answer pong within %s s; its last log lines are above (docs/deployment.md, Troubleshooting)\n' \
+      printf 'ERROR: %s did not answer pong within %s s; its last log lines are above (README.md, Troubleshooting)\n' \
         "$CONTAINER_NAME" "$READY_TIMEOUT_S" >&2
       exit 1
     fi
