@@ -11,13 +11,14 @@ FROM ${BASE_IMAGE}
 
 ARG APP_UID=10001
 
-# Only the runtime dependencies: no emulator (onnxruntime) and no test extras; pinned by
-# constraints.txt when the repository has one (the same pins CI tested).
+# The runtime dependencies plus `verify` (onnxruntime runs Immich's own models on the CPU); no
+# emulator and no test extras. Pinned by constraints.txt when the repository has one (the same
+# pins CI tested).
 COPY pyproject.toml README.md constraints.tx[t] /src/
 COPY ml_target /src/ml_target
 # hadolint ignore=DL3013
 RUN if [ -f /src/constraints.txt ]; then set -- -c /src/constraints.txt; fi \
- && pip install --no-cache-dir "$@" /src \
+ && pip install --no-cache-dir "$@" "/src[verify]" \
  && rm -rf /src \
  && groupadd --gid "$APP_UID" immich-ml \
  && useradd --uid "$APP_UID" --gid immich-ml --home-dir /app --create-home --shell /usr/sbin/nologin immich-ml \

@@ -1,4 +1,4 @@
-"""Command line: `python -m ml_target {serve,inspect,emulate-models,fetch-models,bench}`.
+"""Command line: `python -m ml_target {serve,inspect,emulate-models,fetch-models,verify,bench}`.
 
 Each command imports what it needs when it runs, so that `serve` on a production image never
 loads the emulator or benchmark code, and `inspect` works without a device.
@@ -57,6 +57,12 @@ def _fetch_models(args: argparse.Namespace) -> int:
     return run(args, Settings.from_env())
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from ml_target.verify.command import run
+
+    return run(args)
+
+
 def _bench(args: argparse.Namespace) -> int:
     from ml_target.benchmarks.device import run_device_benchmark
 
@@ -86,13 +92,16 @@ def _parser() -> argparse.ArgumentParser:
     emulate.set_defaults(run=_emulate_models)
 
     fetch = commands.add_parser("fetch-models", help="download and verify the HEFs the settings need")
-    try:
-        from ml_target.provision import add_arguments
-    except ImportError:
-        add_arguments = None
-    if add_arguments is not None:
-        add_arguments(fetch)
+    from ml_target.provision import add_arguments as add_fetch_arguments
+
+    add_fetch_arguments(fetch)
     fetch.set_defaults(run=_fetch_models)
+
+    from ml_target.verify.command import DESCRIPTION, add_arguments as add_verify_arguments
+
+    verify = commands.add_parser("verify", help=DESCRIPTION)
+    add_verify_arguments(verify)
+    verify.set_defaults(run=_verify)
 
     bench = commands.add_parser("bench", help="benchmark the runtime on the emulated device")
     bench.add_argument("--network", default="clip_vit_b_32_image_encoder")
