@@ -64,13 +64,9 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from ml_target.benchmarks.device import run_device_benchmark
+    from ml_target.benchmarks.service import command
 
-    report = run_device_benchmark(
-        network=args.network, callers=args.callers, seconds=args.seconds, profile=args.profile
-    )
-    print(json.dumps(report, indent=2))
-    return 0
+    return command(args)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -103,11 +99,12 @@ def _parser() -> argparse.ArgumentParser:
     add_verify_arguments(verify)
     verify.set_defaults(run=_verify)
 
-    bench = commands.add_parser("bench", help="benchmark the runtime on the emulated device")
-    bench.add_argument("--network", default="clip_vit_b_32_image_encoder")
-    bench.add_argument("--callers", type=int, default=16)
-    bench.add_argument("--seconds", type=float, default=10.0)
-    bench.add_argument("--profile", default="hailo8", choices=("hailo8", "hailo8l"))
+    from ml_target.benchmarks.options import add_arguments as add_bench_arguments
+
+    bench = commands.add_parser(
+        "bench", help="benchmark the worker under Immich traffic on the emulated device (`bench device`: the runtime alone)"
+    )
+    add_bench_arguments(bench)
     bench.set_defaults(run=_bench)
     return parser
 

@@ -6,6 +6,11 @@ holds one result per task, the dependent one replacing the one it depended on. U
 everything that can be refused is refused before any work starts (unknown task, unserved model,
 bad options, missing dependency, wrong payload kind), and a recognition starts as soon as its own
 detection is done rather than after every independent entry.
+
+Decoding: an image is decoded once per request. When every entry's handler declares a
+`decode_size` (width, height) it can work from, the pipeline asks for a reduced-scale JPEG decode
+covering the largest of them, and those handlers receive a `ReducedImage`; otherwise everyone gets
+the exact full-size pixels. Either way the reported image size is the upload's own.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import numpy as np
 from ml_target.errors import BadRequest, ModelNotServed
 from ml_target.protocol import Entry
 from ml_target.tasks.base import Handler
+from ml_target.vision.decode import ReducedImage
 
 IMMICH_TASK_TYPES = (
     "clip.visual",
@@ -33,6 +39,7 @@ IMMICH_TASK_TYPES = (
 MISSING_PAYLOAD = "Either image or text must be provided"
 
 Decoder = Callable[[bytes], Awaitable[np.ndarray]]
+ReducedDecoder = Callable[[bytes, tuple[int, int]], Awaitable[ReducedImage]]
 
 
 @dataclass(frozen=True)
@@ -62,7 +69,9 @@ class Prediction:
 class Pipeline:
     """Validates and runs the entries of a request against the configured handlers."""
 
-    def __init__(self, handlers: Sequence[Handler], decode: Decoder) -> None:
+    def __init__(
+        self, handlers: Sequence[Handler], decode: Decoder, decode_reduced: ReducedDecoder | None = None
+    ) -> None:
         self._handlers: dict[tuple[str, str], Handler] = {}
         for handler in handlers:
             key = (handler.task, handler.type)
@@ -70,6 +79,7 @@ class Pipeline:
                 raise ValueError(f"two handlers for {handler.task}.{handler.type}")
             self._handlers[key] = handler
         self._decode = decode
+        self._decode_reduced = decode_reduced
 
     @property
     def handlers(self) -> tuple[Handler, ...]:
@@ -93,16 +103,27 @@ class Pipeline:
         modality = "image" if image is not None else "text"
         steps = self.plan(entries, modality)
         timings = {} if timings is None else timings
-        payload: np.ndarray | str
+        payload: np.ndarray | ReducedImage | str
         if image is not None:
             started = time.perf_counter()
-            payload = await self._decode(image)
+            payload, image_size = await self._decode_for(steps, image)
             timings["decode"] = _ms_since(started)
-            image_size = (int(payload.shape[0]), int(payload.shape[1]))
         else:
             payload, image_size = text or "", None
         outputs = await self._execute(steps, payload, timings)
         return Prediction(results=_final_results(steps, outputs), image_size=image_size, timings_ms=timings)
+
+    async def _decode_for(
+        self, steps: list[Step], image: bytes
+    ) -> tuple[np.ndarray | ReducedImage, tuple[int, int]]:
+        """Exact pixels, or a reduced-scale decode when every step can use one (module docstring)."""
+        sizes = [getattr(step.handler, "decode_size", None) for step in steps]
+        if self._decode_reduced is not None and sizes and all(size is not None for size in sizes):
+            minimum = (max(size[0] for size in sizes), max(size[1] for size in sizes))
+            reduced = await self._decode_reduced(image, minimum)
+            return reduced, reduced.full_size
+        pixels = await self._decode(image)
+        return pixels, (int(pixels.shape[0]), int(pixels.shape[1]))
 
     def plan(self, entries: Sequence[Entry], modality: str) -> list[Step]:
         """Bind entries to handlers, dependencies first; refuse anything that cannot run."""
@@ -139,7 +160,7 @@ class Pipeline:
         )
 
     async def _execute(
-        self, steps: list[Step], payload: np.ndarray | str, timings: dict[str, float]
+        self, steps: list[Step], payload: np.ndarray | ReducedImage | str, timings: dict[str, float]
     ) -> dict[tuple[str, str], Any]:
         """Run every step as soon as its dependency (if any) has produced a result."""
         running: dict[tuple[str, str], asyncio.Task[Any]] = {}
@@ -161,7 +182,10 @@ class Pipeline:
 
 
 async def _run_step(
-    step: Step, payload: np.ndarray | str, upstream: asyncio.Task[Any] | None, timings: dict[str, float]
+    step: Step,
+    payload: np.ndarray | ReducedImage | str,
+    upstream: asyncio.Task[Any] | None,
+    timings: dict[str, float],
 ) -> Any:
     upstream_result = await upstream if upstream is not None else None
     started = time.perf_counter()

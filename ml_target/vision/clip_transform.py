@@ -42,11 +42,17 @@ def crop_geometry(width: int, height: int, size: int) -> CropGeometry:
     return CropGeometry(resized[0], resized[1], left, top)
 
 
-def clip_crop(image: np.ndarray, size: int) -> np.ndarray:
-    """(size, size, 3) uint8 crop of an RGB uint8 (H, W, 3) image, pixel-identical to Immich's."""
+def clip_crop(image: np.ndarray, size: int, full_size: tuple[int, int] | None = None) -> np.ndarray:
+    """(size, size, 3) uint8 crop of an RGB uint8 (H, W, 3) image, pixel-identical to Immich's.
+
+    `full_size` (height, width) says `image` is a reduced-scale decode of a larger image
+    (`ml_target.vision.decode.decode_reduced`): the resize and crop geometry are then Immich's for
+    the full size, applied to the reduced pixels, so only the resampling source differs (measured
+    by the service benchmark), never the framing.
+    """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
-    height, width = image.shape[:2]
+    height, width = image.shape[:2] if full_size is None else full_size
     if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
         raise BadRequest(f"image of {width}x{height} is more elongated than {MAX_ASPECT_RATIO}:1")
     geometry = crop_geometry(width, height, size)

@@ -13,6 +13,11 @@ WebP preview):
 
 Decoding is CPU work of tens of milliseconds, so `ImageDecoder` runs it in a thread pool and the
 event loop (and `/ping`) stays responsive.
+
+`decode_reduced` serves tasks whose network input is far smaller than the upload (CLIP's 224 px
+crop of a 1440 px preview): libjpeg decodes at 1/2, 1/4 or 1/8 scale straight from the DCT
+coefficients, which costs a fraction of a full decode and of the big resize after it. The result
+keeps the full image's size, so reported dimensions and crop geometry stay those of the upload.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import io
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -33,16 +39,41 @@ _JPEG_FORMATS = ("JPEG", "MPO")
 _FORMAT_LIST = "JPEG, WebP, PNG, GIF, TIFF or BMP"
 
 
+@dataclass(frozen=True)
+class ReducedImage:
+    """An image decoded at a reduced scale, with the (height, width) of the full image it stands for.
+
+    `pixels` cover the whole image (libjpeg rounds each side up, so the last row and column may
+    stand for fewer source pixels); for non-JPEG input they are the full-size pixels.
+    """
+
+    pixels: np.ndarray
+    full_size: tuple[int, int]
+
+
 def decode_image(data: bytes, *, max_pixels: int, draft_size: tuple[int, int] | None = None) -> np.ndarray:
     """Decode `data` into a read-only, C-contiguous RGB uint8 array of shape (H, W, 3).
 
     `draft_size` (JPEG only) lets libjpeg decode at a reduced DCT scale that still covers the
     requested (width, height); it changes the returned size, so callers that report dimensions
-    to Immich must not use it. The default is an exact, full-size decode.
+    to Immich must not use it (`decode_reduced` keeps the full size). The default is an exact,
+    full-size decode.
 
     Raises `BadRequest` (empty, unknown format, corrupt or truncated data, zero size) and
     `PayloadTooLarge` (more than `max_pixels` declared pixels).
     """
+    return _decode(data, max_pixels, draft_size).pixels
+
+
+def decode_reduced(data: bytes, *, max_pixels: int, min_size: tuple[int, int]) -> ReducedImage:
+    """Decode at the smallest JPEG DCT scale whose output still covers `min_size` (width, height).
+
+    Same checks and errors as `decode_image`, which the budget applies to the full declared size.
+    """
+    return _decode(data, max_pixels, min_size)
+
+
+def _decode(data: bytes, max_pixels: int, draft_size: tuple[int, int] | None) -> ReducedImage:
     if not data:
         raise BadRequest("Image file is empty (zero bytes)")
     try:
@@ -55,11 +86,12 @@ def decode_image(data: bytes, *, max_pixels: int, draft_size: tuple[int, int] | 
         raise BadRequest(f"Cannot read the image header: {exc}") from None
     with image:
         _check_size(image.width, image.height, max_pixels)
+        full_size = (image.height, image.width)
         if draft_size is not None and image.format in _JPEG_FORMATS:
             image.draft("RGB", draft_size)
         try:
             image.load()
-            return _read_only(to_rgb(image))
+            return ReducedImage(_read_only(to_rgb(image)), full_size)
         except Image.DecompressionBombError as exc:
             raise PayloadTooLarge(f"Image refused as a decompression bomb: {exc}") from None
         except Exception as exc:  # corrupt or truncated data: the reason is the decoder's message
@@ -116,10 +148,18 @@ class ImageDecoder:
 
     async def decode(self, data: bytes, draft_size: tuple[int, int] | None = None) -> np.ndarray:
         """`decode_image` in the pool; same result and errors."""
+        job = partial(decode_image, data, max_pixels=self._max_pixels, draft_size=draft_size)
+        return await asyncio.get_running_loop().run_in_executor(self._executor(), job)
+
+    async def decode_reduced(self, data: bytes, min_size: tuple[int, int]) -> ReducedImage:
+        """`decode_reduced` in the pool; same result and errors."""
+        job = partial(decode_reduced, data, max_pixels=self._max_pixels, min_size=min_size)
+        return await asyncio.get_running_loop().run_in_executor(self._executor(), job)
+
+    def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="decode")
-        job = partial(decode_image, data, max_pixels=self._max_pixels, draft_size=draft_size)
-        return await asyncio.get_running_loop().run_in_executor(self._pool, job)
+        return self._pool
 
     def close(self) -> None:
         """Let the pool's threads exit once running decodes finish; queued ones are cancelled."""

@@ -1,0 +1,115 @@
+"""Command-line options of `python -m ml_target bench`, importable without the benchmark's dependencies.
+
+`ml_target.cli` builds its parser at start-up for every command, so this module imports nothing
+heavier than argparse; the benchmark itself (`ml_target.benchmarks.service`) loads when it runs.
+
+    bench [service] [--workload clip-image,clip-text,faces,ocr] [--concurrency 1,2,4,8,16,32]
+          [--seconds 5] [--url URL] [--out docs/bench] [--quick] ...
+    bench device [--network NET] [--callers 16] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+WORKLOAD_NAMES = ("clip-image", "clip-text", "faces", "ocr")
+DEFAULT_CONCURRENCY = (1, 2, 4, 8, 16, 32)
+QUICK_CONCURRENCY = (1, 4, 16)
+DEVICE_NETWORK = "clip_vit_b_32_image_encoder"
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the service benchmark runs; see `add_arguments` for the meaning of each field."""
+
+    workloads: tuple[str, ...] = WORKLOAD_NAMES
+    concurrency: tuple[int, ...] = DEFAULT_CONCURRENCY
+    seconds: float = 5.0
+    warmup_s: float = 1.5
+    immich_default: bool = True
+    default_seconds: float = 30.0
+    text_interval_s: float = 1.0
+    idle_seconds: float = 6.0
+    profile: str = "hailo8"
+    url: str | None = None
+    out: Path = Path("docs/bench")
+    cache_computes: bool = True
+    quick: bool = False
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of both modes: `service` (default, the whole worker) and `device` (the runtime alone)."""
+    parser.add_argument("mode", nargs="?", choices=("service", "device"), default="service")
+    parser.add_argument(
+        "--workload", default=",".join(WORKLOAD_NAMES), help="comma-separated: " + ", ".join(WORKLOAD_NAMES)
+    )
+    parser.add_argument("--concurrency", help="comma-separated caller counts (default 1,2,4,8,16,32)")
+    parser.add_argument("--seconds", type=float, help="measured seconds per point (default 5; device mode 10)")
+    parser.add_argument("--default-seconds", type=float, default=Options.default_seconds, help="Immich-default window")
+    parser.add_argument("--text-interval", type=float, default=Options.text_interval_s, help="s between user searches")
+    parser.add_argument("--no-immich-default", action="store_true", help="skip the Immich-default mixed load")
+    parser.add_argument("--profile", default="hailo8", choices=("hailo8", "hailo8l"), help="emulator timing profile")
+    parser.add_argument("--url", help="drive a running worker instead of starting one (no CPU accounting)")
+    parser.add_argument("--out", type=Path, default=Options.out, help="directory for bench.json/.md/.png")
+    parser.add_argument(
+        "--no-compute-cache", action="store_true", help="run the emulated SCRFD/OCR computes for every frame"
+    )
+    parser.add_argument("--quick", action="store_true", help="concurrency 1,4,16, 2 s points, 12 s mixed load")
+    parser.add_argument("--network", default=DEVICE_NETWORK, help="device mode: the network to drive")
+    parser.add_argument("--callers", type=int, default=16, help="device mode: concurrent callers")
+
+
+def _numbers(raw: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in raw.split(",") if part.strip())
+
+
+def command_line(options: Options) -> str:
+    """The explicit command that runs `options` again (recorded in the report)."""
+    parts = [
+        "python -m ml_target bench",
+        f"--workload {','.join(options.workloads)}",
+        f"--concurrency {','.join(map(str, options.concurrency))}",
+        "--quick" if options.quick else f"--seconds {options.seconds:g}",
+        f"--profile {options.profile}",
+    ]
+    if options.immich_default and not options.quick:
+        parts += [f"--default-seconds {options.default_seconds:g}", f"--text-interval {options.text_interval_s:g}"]
+    elif not options.immich_default:
+        parts.append("--no-immich-default")
+    if options.url:
+        parts.append(f"--url {options.url}")
+    if not options.cache_computes:
+        parts.append("--no-compute-cache")
+    parts.append(f"--out {options.out}")
+    return " ".join(parts)
+
+
+def options_from(args: argparse.Namespace) -> Options:
+    """Service-mode options from parsed arguments (`--quick` fills in short windows)."""
+    names = tuple(name.strip() for name in args.workload.split(",") if name.strip())
+    unknown = [name for name in names if name not in WORKLOAD_NAMES]
+    if unknown:
+        raise SystemExit(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOAD_NAMES)}")
+    quick = args.quick
+    if args.concurrency:
+        concurrency = _numbers(args.concurrency)
+    else:
+        concurrency = QUICK_CONCURRENCY if quick else DEFAULT_CONCURRENCY
+    seconds = args.seconds if args.seconds is not None else (2.0 if quick else Options.seconds)
+    return Options(
+        workloads=names,
+        concurrency=concurrency,
+        seconds=seconds,
+        warmup_s=1.0 if quick else Options.warmup_s,
+        immich_default=not args.no_immich_default,
+        default_seconds=12.0 if quick else args.default_seconds,
+        text_interval_s=args.text_interval,
+        idle_seconds=3.0 if quick else Options.idle_seconds,
+        profile=args.profile,
+        url=args.url,
+        out=args.out,
+        cache_computes=not args.no_compute_cache,
+        quick=quick,
+    )

@@ -1,0 +1,367 @@
+"""Service benchmark: the whole worker under Immich's traffic, against the device-bound limit.
+
+`python -m ml_target bench [--workload clip-image,clip-text,faces,ocr] [--concurrency 1,2,4,8,16,32]
+[--seconds 5] [--url URL] [--out docs/bench] [--quick]` starts the worker in a subprocess on the
+emulated device ("hailo8" timing profile, emulated models in a temporary directory) or targets a
+running worker, drives each workload at each concurrency with pre-encoded Immich requests built
+from real photographs, then runs "Immich default" (smart search 2, faces 2, OCR 1 concurrent jobs,
+plus a user's text search every `--text-interval` s) to compare a text query's latency under that
+load with its idle latency. It writes `bench.json`, `bench.md` and `bench.png` to `--out`.
+
+`python -m ml_target bench device [...]` runs the runtime-only device benchmark instead.
+
+Why a subprocess: the server's CPU time is read from /proc per thread, so the load generator's
+own work is not counted as the worker's, and the emulated device's compute (its own thread) is
+reported apart from the worker's host work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from ml_target.benchmarks import photos
+from ml_target.benchmarks.decoding import reduced_decode_effect
+from ml_target.benchmarks.http import HttpError, Pool, request_bytes
+from ml_target.benchmarks.load import (
+    Body,
+    Stream,
+    count_faces,
+    drive,
+    multipart,
+    predict_requests,
+)
+from ml_target.benchmarks.options import (
+    Options,
+    add_arguments,
+    command_line,
+    options_from,
+)
+from ml_target.benchmarks.procstat import cpu_by_group, process_cpu, thread_cpu
+from ml_target.benchmarks.summary import (
+    arrival_wait_quantile,
+    bound_and_ratio,
+    cpu_per_request,
+    device_delta,
+    measured_frames,
+    percentiles,
+)
+from ml_target.benchmarks.workloads import Workload, workloads
+from ml_target.config import Settings
+
+IMMICH_DEFAULT_JOBS = {"clip-image": 2, "faces": 2, "ocr": 1}
+STARTUP_TIMEOUT_S = 180.0
+SERVER_ENV = {
+    "HAILO_DEVICE": "emulator",
+    "FACE_SERVE_ANY_MODEL_NAME": "true",
+    "CLIP_BACKEND": "vit-b-32",
+    "LOG_LEVEL": "warning",
+}
+
+
+@dataclass
+class Target:
+    """A worker to drive: its URL, and its pid when it runs here (for CPU accounting)."""
+
+    url: str
+    pid: int | None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_until_up(url: str, process: subprocess.Popen | None) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the benchmark worker exited with status {process.returncode}")
+        try:
+            if httpx.get(f"{url}/ping", timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"the benchmark worker did not answer /ping within {STARTUP_TIMEOUT_S:g} s")
+
+
+@contextmanager
+def local_worker(options: Options) -> Iterator[Target]:
+    """The worker in a subprocess on the emulated device, with emulated models in a temporary directory."""
+    from ml_target.testing.emulated_models import write_emulated_models_dir
+
+    with tempfile.TemporaryDirectory(prefix="ml_target-bench-") as models:
+        write_emulated_models_dir(Path(models), arch="hailo8")
+        port = _free_port()
+        env = {
+            **os.environ,
+            **SERVER_ENV,
+            "HAILO_EMULATOR_PROFILE": options.profile,
+            "MODELS_DIR": models,
+            "IMMICH_HOST": "127.0.0.1",
+            "IMMICH_PORT": str(port),
+            "BENCH_CACHE_COMPUTES": "true" if options.cache_computes else "false",
+        }
+        process = subprocess.Popen([sys.executable, "-m", "ml_target.benchmarks.server"], env=env)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_until_up(url, process)
+            yield Target(url, process.pid)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def request_bodies(workload: Workload) -> list[Body]:
+    """Pre-encoded requests for a workload, from the photographs in `ml_target.benchmarks.photos`."""
+    if workload.payload == "text":
+        return [multipart(workload.entries, text=query) for query in photos.SEARCH_QUERIES]
+    images = {"faces": photos.group_jpegs, "ocr": photos.text_jpegs}.get(workload.name, photos.preview_jpegs)()
+    return [multipart(workload.entries, image=image) for image in images]
+
+
+class Sampler:
+    """Brackets a measured window: server CPU per thread, emulated device counters, client CPU."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.control = Pool(target.url)
+        self.snapshots: dict[str, dict[str, Any]] = {}
+
+    async def __call__(self, label: str) -> None:
+        snapshot: dict[str, Any] = {"client_cpu": time.process_time(), "device": await self._device()}
+        if self.target.pid is not None:
+            snapshot["threads"] = thread_cpu(self.target.pid)
+            snapshot["process"] = process_cpu(self.target.pid)
+        self.snapshots[label] = snapshot
+
+    async def _device(self) -> dict[str, Any]:
+        try:
+            status, body = await self.control.send(request_bytes("GET", "/_bench/device", self.control.authority))
+        except HttpError:
+            return {}
+        return orjson.loads(body) if status == 200 else {}
+
+    def cpu(self) -> tuple[dict[str, float], float | None, float]:
+        """(CPU s per server thread group, server process CPU s or None, client CPU s) over the window."""
+        start, end = self.snapshots["start"], self.snapshots["end"]
+        client = end["client_cpu"] - start["client_cpu"]
+        if "threads" not in start:
+            return {}, None, client
+        names = {int(tid): name for tid, name in end["device"].get("threads", {}).items()}
+        return cpu_by_group(start["threads"], end["threads"], names), end["process"] - start["process"], client
+
+
+def stream_summary(stream: Stream, window: tuple[float, float]) -> dict[str, Any]:
+    """Rate, latency percentiles and errors of one stream's answers inside the window."""
+    wall = window[1] - window[0]
+    done = stream.completed(*window)
+    ok = [s for s in done if s[2] == 200]
+    summary: dict[str, Any] = {
+        "requests": len(ok),
+        "errors": len(done) - len(ok),
+        "error_statuses": sorted({s[2] for s in done if s[2] != 200}),
+        "rps": len(ok) / wall,
+        **percentiles([end - start for start, end, _, _ in ok]),
+    }
+    if stream.check is not None and ok:
+        summary["items_per_request"] = sum(s[3] for s in ok) / len(ok)
+    return summary
+
+
+def window_row(
+    sampler: Sampler, window: tuple[float, float], requests: int, frames: dict[str, float], profile: str
+) -> dict[str, Any]:
+    """Device use, CPU per request and the device-bound comparison for a window with `requests` answers."""
+    wall = window[1] - window[0]
+    start, end = sampler.snapshots["start"], sampler.snapshots["end"]
+    row: dict[str, Any] = {"wall_s": wall}
+    if start["device"] and end["device"]:
+        row["device"] = device_delta(start["device"], end["device"], wall)
+        row["frames_per_request"] = measured_frames(row["device"], requests)
+    groups, process_s, client_s = sampler.cpu()
+    if process_s is not None and requests:
+        row["cpu_ms"] = {
+            **cpu_per_request(groups, requests),
+            "server_ms": 1000.0 * process_s / requests,
+            "client_ms": 1000.0 * client_s / requests,
+        }
+    used = frames or row.get("frames_per_request", {})
+    row.update(bound_and_ratio(used, profile, requests / wall))
+    return row
+
+
+async def run_workload(
+    target: Target,
+    workload: Workload,
+    bodies: list[Body],
+    concurrency: int,
+    options: Options,
+    frames: dict[str, float],
+) -> dict[str, Any]:
+    """One workload at one concurrency: closed loops for warm-up plus the measured window.
+
+    `frames` (device frames per request by HEF) set the device-bound limit; empty means this
+    window's own measurement.
+    """
+    pool = Pool(target.url)
+    requests = predict_requests(bodies, pool)
+    stream = Stream(workload.name, requests, concurrency, check=count_faces if workload.name == "faces" else None)
+    sampler = Sampler(target)
+    window = await drive(pool, [stream], warmup_s=options.warmup_s, seconds=options.seconds, on_window=sampler)
+    pool.close()
+    sampler.control.close()
+    result = stream_summary(stream, window)
+    row = window_row(sampler, window, result["requests"], frames, options.profile)
+    return {"workload": workload.name, "concurrency": concurrency, **result, **row}
+
+
+async def run_immich_default(target: Target, all_workloads: dict[str, Workload], options: Options) -> dict[str, Any]:
+    """Text-query latency idle, then under Immich's default job concurrency (2/2/1) plus searches."""
+    text = all_workloads["clip-text"]
+    pool = Pool(target.url)
+    text_requests = predict_requests(request_bodies(text), pool)
+    idle = Stream("clip-text", text_requests, interval_s=0.2)
+    idle_sampler = Sampler(target)
+    idle_window = await drive(pool, [idle], warmup_s=1.0, seconds=options.idle_seconds, on_window=idle_sampler)
+    idle_sampler.control.close()
+    streams = [
+        Stream(
+            name,
+            predict_requests(request_bodies(all_workloads[name]), pool),
+            jobs,
+            check=count_faces if name == "faces" else None,
+        )
+        for name, jobs in IMMICH_DEFAULT_JOBS.items()
+    ]
+    searches = Stream("clip-text", text_requests, interval_s=options.text_interval_s)
+    sampler = Sampler(target)
+    window = await drive(pool, [*streams, searches], warmup_s=2.0, seconds=options.default_seconds, on_window=sampler)
+    pool.close()
+    sampler.control.close()
+    idle_summary = stream_summary(idle, idle_window)
+    loaded = stream_summary(searches, window)
+    jobs = {s.label: stream_summary(s, window) for s in streams}
+    requests = sum(j["requests"] for j in jobs.values()) + loaded["requests"]
+    row = window_row(sampler, window, requests, {}, options.profile)
+    text_network = next(iter(text.frames))
+    floor = arrival_wait_quantile(row["device"], 0.95, exclude=[text_network]) if row.get("device") else float("nan")
+    return {
+        "jobs": {name: {"concurrency": IMMICH_DEFAULT_JOBS[name], **jobs[name]} for name in jobs},
+        "text_idle": idle_summary,
+        "text_loaded": loaded,
+        "text_interval_s": options.text_interval_s,
+        "p95_loaded_over_p50_idle": loaded["p95_ms"] / idle_summary["p50_ms"],
+        "p95_loaded_over_p95_idle": loaded["p95_ms"] / idle_summary["p95_ms"],
+        "burst_wait_p95_ms": floor,
+        "device": row.get("device"),
+        "cpu_ms": row.get("cpu_ms"),
+    }
+
+
+async def run_all(target: Target, options: Options, settings: Settings) -> dict[str, Any]:
+    """Every requested workload at every concurrency, then Immich default; progress on stderr."""
+    all_workloads = workloads(settings)
+    rows = []
+    for name in options.workloads:
+        workload = all_workloads[name]
+        bodies = request_bodies(workload)
+        # Workloads without declared frames (OCR: tiles and lines depend on the page) take them from
+        # their first error-free point: refused requests would distort later windows' counts.
+        frames = dict(workload.frames)
+        for concurrency in options.concurrency:
+            row = await run_workload(target, workload, bodies, concurrency, options, frames)
+            if not frames and row["errors"] == 0 and row.get("frames_per_request"):
+                frames = dict(row["frames_per_request"])
+            print(
+                f"{name:>10} c={concurrency:<3} {row['rps']:8.1f} req/s  p95 {row['p95_ms']:8.1f} ms"
+                f"  {100 * row.get('ratio_to_bound', float('nan')):5.1f}% of device bound",
+                file=sys.stderr,
+            )
+            rows.append(row)
+    report: dict[str, Any] = {"rows": rows}
+    if options.immich_default:
+        report["immich_default"] = await run_immich_default(target, all_workloads, options)
+        text = report["immich_default"]
+        print(
+            f"immich-default: text p95 {text['text_loaded']['p95_ms']:.1f} ms loaded vs p50 "
+            f"{text['text_idle']['p50_ms']:.1f} ms idle ({text['p95_loaded_over_p50_idle']:.2f}x)",
+            file=sys.stderr,
+        )
+    return report
+
+
+def run(options: Options) -> dict[str, Any]:
+    """Run the benchmark and write bench.json, bench.md and bench.png to `options.out`."""
+    from ml_target.benchmarks.report import write_reports
+
+    settings = Settings(clip_backend=SERVER_ENV["CLIP_BACKEND"], face_serve_any_model_name=True)
+    started = time.time()
+    if options.url is not None:
+        target = Target(options.url.rstrip("/"), None)
+        report = asyncio.run(run_all(target, options, settings))
+    else:
+        with local_worker(options) as target:
+            report = asyncio.run(run_all(target, options, settings))
+    report["meta"] = {
+        "profile": options.profile,
+        "cores": os.cpu_count(),
+        "seconds_per_point": options.seconds,
+        "warmup_s": options.warmup_s,
+        "target": options.url or "local worker subprocess on the emulated device",
+        "emulated_compute_cache": options.cache_computes and options.url is None,
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "duration_s": time.time() - started,
+        "command": command_line(options),
+    }
+    if "clip-image" in options.workloads:
+        report["decode"] = reduced_decode_effect()
+    write_reports(report, options.out)
+    return report
+
+
+def command(args: argparse.Namespace) -> int:
+    """Run what parsed `bench` arguments ask for (see `ml_target.benchmarks.options`)."""
+    if args.mode == "device":
+        from ml_target.benchmarks.device import run_device_benchmark
+
+        seconds = 10.0 if args.seconds is None else args.seconds
+        report = run_device_benchmark(network=args.network, callers=args.callers, seconds=seconds, profile=args.profile)
+        print(json.dumps(report, indent=2))
+        return 0
+    report = run(options_from(args))
+    print(f"wrote {args.out / 'bench.json'}, bench.md and bench.png", file=sys.stderr)
+    return 0 if report["rows"] or "immich_default" in report else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m ml_target.benchmarks.service [service|device] [options]`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="ml_target bench", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return command(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
