@@ -437,6 +437,7 @@ class Runtime:
             self._infer_models.clear()
         if vdevice is not None:
             self._release_vdevice(vdevice)
+        log.info("Hailo runtime closed: %d network(s) shut down, device released", len(networks))
 
 
 def describe_hef(path: Path | str) -> list[dict[str, Any]]:

@@ -40,6 +40,13 @@ DEFAULT_DETECTION_SCORE = 0.5
 DEFAULT_MAX_RESOLUTION = 736
 DEFAULT_RECOGNITION_SCORE = 0.9
 LONG_LINE_MODES = ("windows", "squash")
+# Recognition frames one request keeps queued or on the device. A page of dense text yields
+# over a hundred windows; submitting them all at once would let one request fill the network's
+# queue (MAX_QUEUED_FRAMES), so that two such pages refuse each other, and hold an output buffer
+# per frame (40 x 18385 floats, about 3 MB), hundreds of MB per page. Each window is reduced to
+# its CTC path as soon as it returns. Three bursts of 8 keep the device busy: one running, one
+# queued on the device, one gathering in the runtime's queue.
+FRAMES_IN_FLIGHT = 24
 
 
 def _check_model(model_name: str, type_: str) -> None:
@@ -199,19 +206,18 @@ class OcrRecognition:
                 lines.append(line_windows(crop, height, width))
         return lines
 
-    def _read(self, windows: list[Window], probs: list[np.ndarray]) -> CtcPath:
-        paths = [greedy_path(p.reshape(-1, p.shape[-1])) for p in probs]
+    def _read(self, windows: list[Window], paths: list[CtcPath]) -> CtcPath:
         if len(windows) == 1:
             return paths[0]
         return merge_windows(paths, windows, self._step_px)
 
     def _lines(
-        self, detections: TextDetections, lines: list[list[Window]], probs: list[np.ndarray], min_score: float
+        self, detections: TextDetections, lines: list[list[Window]], paths: list[CtcPath], min_score: float
     ) -> TextLines:
         keep, texts, scores = [], [], []
         start = 0
         for i, line in enumerate(lines):
-            path = self._read(line, probs[start : start + len(line)])
+            path = self._read(line, paths[start : start + len(line)])
             start += len(line)
             score = line_score(path.probs)
             if score > min_score:
@@ -228,9 +234,24 @@ class OcrRecognition:
         if len(detections.quads) == 0:
             return TextLines(detections, [], np.zeros((0,), np.float32))
         lines = await asyncio.to_thread(self._windows, payload, detections.quads)
-        outputs = await asyncio.gather(*(self.network.infer(w.frame) for line in lines for w in line))
-        probs = [o[self._output.name] for o in outputs]
-        return await asyncio.to_thread(self._lines, detections, lines, probs, options.min_score)
+        slots = asyncio.Semaphore(FRAMES_IN_FLIGHT)
+
+        async def read(frame: np.ndarray) -> CtcPath:
+            """One window's best path; its (large) class probabilities are dropped at once."""
+            async with slots:
+                probs = (await self.network.infer(frame))[self._output.name]
+            return await asyncio.to_thread(greedy_path, probs.reshape(-1, probs.shape[-1]))
+
+        reads = [asyncio.ensure_future(read(w.frame)) for line in lines for w in line]
+        try:
+            paths = await asyncio.gather(*reads)
+        except BaseException:
+            # gather leaves the other windows running when one fails: stop them rather than keep
+            # submitting frames for a request that has already failed.
+            for pending in reads:
+                pending.cancel()
+            raise
+        return await asyncio.to_thread(self._lines, detections, lines, list(paths), options.min_score)
 
     def describe(self) -> dict[str, Any]:
         return {

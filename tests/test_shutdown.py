@@ -1,0 +1,137 @@
+"""Graceful shutdown: `python -m ml_target serve` on the emulated device, SIGTERM with requests in flight.
+
+A container stop (docker stop, a NAS update) sends SIGTERM. The worker must stop accepting new
+connections, finish the requests it is serving within the grace period, release the device (so
+the next worker, or Frigate, can open it) and exit 0. Slow: starts a real server process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from emulated_service import encode, write_models
+from immich_client import OCR_ENTRIES, post_predict
+
+from ml_target.testing.ocr_pages import text_page
+
+pytestmark = pytest.mark.slow
+
+GRACE_S = 15.0
+# uvicorn re-raises the SIGTERM it captured once its graceful shutdown is complete, so the process
+# ends "terminated by SIGTERM" (143 in a shell, what Docker expects from a stop); 0 if `serve`
+# turns that final signal into a normal exit. Either way the shutdown itself is checked below.
+CLEAN_EXITS = (0, -signal.SIGTERM)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, process: subprocess.Popen, port: int, log: Path) -> None:
+        self.process, self.port, self.log = process, port, log
+        self.url = f"http://127.0.0.1:{port}"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    models = write_models(tmp_path / "models")
+    port = free_port()
+    env = {
+        **os.environ,
+        "HAILO_DEVICE": "emulator",
+        "HAILO_EMULATOR_PROFILE": "hailo8",
+        "FACE_SERVE_ANY_MODEL_NAME": "true",
+        "MODELS_DIR": str(models),
+        "IMMICH_HOST": "127.0.0.1",
+        "IMMICH_PORT": str(port),
+        "LOG_LEVEL": "info",
+    }
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ml_target", "serve", "--grace-seconds", str(GRACE_S)],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    running = Server(process, port, log)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, f"the worker exited during start-up:\n{running.output()}"
+            try:
+                if httpx.get(f"{running.url}/ping", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, f"the worker did not start:\n{running.output()}"
+            time.sleep(0.2)
+        yield running
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def dense_page() -> bytes:
+    """A page full of text: OCR detection plus dozens of recognition frames, about a second of work."""
+    page, _ = text_page(1440, 1920, 28)
+    return encode(page, "PNG")
+
+
+async def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_releases_the_device(server: Server) -> None:
+    image = dense_page()
+    limits = httpx.Limits(max_connections=8)
+    async with httpx.AsyncClient(base_url=server.url, timeout=GRACE_S + 10, limits=limits) as client:
+        in_flight = [asyncio.create_task(post_predict(client, OCR_ENTRIES, image=image)) for _ in range(6)]
+        deadline = time.monotonic() + 10
+        async with httpx.AsyncClient(base_url=server.url, timeout=2) as observer:
+            while (await observer.get("/health")).json()["requests_in_flight"] < 6:
+                assert time.monotonic() < deadline, "the requests never arrived"
+                await asyncio.sleep(0.02)
+        server.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        await asyncio.sleep(0.3)
+        # New connections are refused while the in-flight requests are still being served.
+        with pytest.raises(httpx.ConnectError):
+            async with httpx.AsyncClient(timeout=2) as newcomer:
+                await newcomer.get(f"{server.url}/ping")
+        assert not all(task.done() for task in in_flight), "the requests finished before the signal: not slow enough"
+        responses = await asyncio.gather(*in_flight)
+        finished = time.monotonic() - signalled
+    assert [r.status_code for r in responses] == [200] * 6, [r.text[:200] for r in responses]
+    assert all(r.json()["ocr"]["text"] for r in responses)  # real answers, not cut short
+    code = await asyncio.to_thread(server.process.wait, GRACE_S + 5)
+    exited = time.monotonic() - signalled
+    assert code in CLEAN_EXITS, server.output()
+    assert finished < exited < GRACE_S + 5
+    log = server.output()
+    assert "Hailo runtime closed: 6 network(s) shut down, device released" in log, log[-2000:]
+    assert log.index("Waiting for application shutdown") < log.index("device released")
+
+
+async def test_sigterm_when_idle_exits_at_once(server: Server) -> None:
+    server.process.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    code = await asyncio.to_thread(server.process.wait, GRACE_S)
+    assert code in CLEAN_EXITS and time.monotonic() - started < 3.0
+    log = server.output()
+    assert "Application shutdown complete" in log and "device released" in log, log[-2000:]
