@@ -30,6 +30,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=settings.immich_host,
         port=settings.immich_port,
         log_level=settings.log_level,
+        limit_concurrency=settings.max_connections,
         timeout_graceful_shutdown=args.grace_seconds,
     )
     return 0
@@ -64,6 +65,10 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.soak is not None:
+        from ml_target.benchmarks.soak import main as soak
+
+        return soak(args.soak)
     from ml_target.benchmarks.service import command
 
     return command(args)
@@ -105,6 +110,12 @@ def _parser() -> argparse.ArgumentParser:
         "bench", help="benchmark the worker under Immich traffic on the emulated device (`bench device`: the runtime alone)"
     )
     add_bench_arguments(bench)
+    bench.add_argument(
+        "--soak",
+        nargs=argparse.REMAINDER,
+        default=None,
+        help="soak benchmark with injected faults; the options after it are the soak's (bench --soak --help)",
+    )
     bench.set_defaults(run=_bench)
     return parser
 

@@ -79,6 +79,7 @@ class Settings:
     max_image_pixels: int = 100_000_000
     max_text_chars: int = 2000
     max_entries_bytes: int = 16 * 1024
+    max_connections: int = 64
     fast_jpeg_decode: bool = True
     request_threads: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
     log_level: str = "info"
@@ -124,6 +125,7 @@ def _parse(field_name: str, env_name: str, raw: str) -> object:
         "max_image_pixels": lambda: _number(env_name, raw, int, 1),
         "max_text_chars": lambda: _number(env_name, raw, int, 1),
         "max_entries_bytes": lambda: _number(env_name, raw, int, 2),
+        "max_connections": lambda: _number(env_name, raw, int, 1),
         "fast_jpeg_decode": lambda: _bool(env_name, raw),
         "request_threads": lambda: _number(env_name, raw, int, 1),
         "log_level": lambda: _choice(env_name, raw, ("debug", "info", "warning", "error")),

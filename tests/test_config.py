@@ -27,8 +27,11 @@ def test_parses_every_kind_of_value() -> None:
             "MODELS_DIR": "/models",
             "TASKS": "clip, ocr",
             "REQUEST_TIMEOUT_S": "2.5",
+            "MAX_CONNECTIONS": "8",
+            "FAST_JPEG_DECODE": "false",
         }
     )
+    assert (s.max_connections, s.fast_jpeg_decode) == (8, False)
     assert (s.immich_port, s.hailo_device, s.clip_backend_id) == (4000, "emulator", "siglip_b_16")
     assert s.clip_serve_any_model_name is True
     assert s.models_dir == Path("/models")

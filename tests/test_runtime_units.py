@@ -139,3 +139,32 @@ def test_enum_and_arch_names():
     assert arch_name(DeviceArchitectureTypes.HAILO8L) == "hailo8l"
     assert arch_name(DeviceArchitectureTypes.HAILO10H) == "hailo10h"
     assert arch_name(2) == "hailo8l"
+
+
+def test_http_statuses_of_our_own_errors_are_not_taken_for_hailort_codes():
+    from ml_target.errors import DeviceError, ServiceUnavailable
+    from ml_target.hailo import faults
+
+    assert faults.status_code(ServiceUnavailable("device down")) is None
+    assert faults.describe(ServiceUnavailable("device down")) == "ServiceUnavailable: device down"
+    wrapped = DeviceError("burst failed")
+    wrapped.__cause__ = RuntimeError("libhailort failed with error: 36 (HAILO_DRIVER_OPERATION_FAILED)")
+    assert faults.status_code(wrapped) == 36
+
+
+def test_health_reports_the_chip_temperature_sampled_not_per_call(tmp_path):
+    """/health and /metrics read `temperature_c`; the emulated chip reports 47.25 / 47.5 degrees C."""
+    from ml_target.config import Settings
+    from ml_target.hailo import emulator
+    from ml_target.hailo.runtime import Runtime
+
+    emulator.device().reset()
+    runtime = Runtime(Settings.from_env({"HAILO_DEVICE": "emulator", "HAILO_EMULATOR_PROFILE": "none"}))
+    try:
+        assert runtime.health()["temperature_c"] == 47.5
+        emulator.device().vanish()
+        assert runtime.health()["temperature_c"] == 47.5  # cached: no control call within the interval
+    finally:
+        emulator.device().restore()
+        runtime.close()
+        emulator.device().reset()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from ml_target.errors import WorkerError
+
 # Driver operation failed, communication closed, driver not installed, driver/library mismatch,
 # out of physical devices: the VDevice is gone or unusable and must be rebuilt.
 DEVICE_FATAL_CODES = frozenset({36, 62, 64, 74, 76})
@@ -40,6 +42,8 @@ STARTUP_ADVICE = {
 
 
 def _own_code(exc: BaseException) -> int | None:
+    if isinstance(exc, WorkerError):  # its `status` is an HTTP status, not a HailoRT one
+        return None
     for attr in ("status", "status_code", "code"):
         value = getattr(exc, attr, None)
         if isinstance(value, int) and not isinstance(value, bool):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 EMULATOR_MODULE = "ml_target.hailo.emulator"
 REAL_HEF_MAGIC = b"\x01HEF"
 COALESCE_TIMEOUT_MS = 10
+TEMPERATURE_INTERVAL_S = 30.0  # a control call per /ping would be wasteful; the chip heats slowly
 REBUILD_BACKOFF_S = (0.1, 0.5, 2.0, 5.0, 15.0)
 ARCH_BY_DEVICE = {"HAILO8_A0": "hailo8", "HAILO8": "hailo8", "HAILO8L": "hailo8l"}
 DEVICE_ARCHITECTURES = ("HAILO8_A0", "HAILO8", "HAILO8L", "HAILO15H", "HAILO15L", "HAILO15M", "HAILO10H")
@@ -120,6 +122,7 @@ class Runtime:
         self._rebuild_thread: threading.Thread | None = None
         self._rebuilds = 0
         self._closed = False
+        self._temperature: tuple[float, float | None] = (float("-inf"), None)  # (sampled at, degrees C)
         try:
             self._vdevice = self._open_vdevice()
         except Exception as exc:
@@ -405,9 +408,32 @@ class Runtime:
             "arch": self.arch,
             "device": self.device,
             "hailort_version": self.hailort_version,
+            "temperature_c": self._chip_temperature(),
             "rebuilds": self._rebuilds,
             "networks": networks,
         }
+
+    def _chip_temperature(self) -> float | None:
+        """The hotter of the chip's two sensors, sampled at most every TEMPERATURE_INTERVAL_S.
+
+        None when the device is down or HailoRT cannot say (e.g. through the multi-process service,
+        where the VDevice has no local devices); a failure is never an error for /health.
+        """
+        sampled_at, degrees = self._temperature
+        now = time.monotonic()
+        if now - sampled_at < TEMPERATURE_INTERVAL_S:
+            return degrees
+        with self._lock:
+            vdevice = None if self._closed else self._vdevice
+        degrees = None
+        if vdevice is not None:
+            try:
+                reading = vdevice.get_physical_devices()[0].control.get_chip_temperature()
+                degrees = round(float(max(reading.ts0_temperature, reading.ts1_temperature)), 2)
+            except Exception as exc:
+                log.debug("chip temperature unavailable: %s", faults.describe(exc))
+        self._temperature = (now, degrees)
+        return degrees
 
     def stats(self) -> dict[str, Any]:
         """Counters per network (frames, bursts, burst sizes, busy and queue-wait seconds) for /metrics."""
