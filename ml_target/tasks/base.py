@@ -22,6 +22,10 @@ class Handler(Protocol):
     "recognition". `modality` says whether `run` receives the decoded image (RGB uint8, HxWx3) or
     the query text. `depends_on` names the type in the same task whose result `run` receives as
     `upstream` (recognition depends on detection), or None.
+
+    A handler may also declare `decode_size = (width, height)`: the smallest image it can work
+    from. When every entry of a request declares one, the pipeline decodes the JPEG at reduced
+    scale and `run` receives a `ml_target.vision.decode.ReducedImage` (FAST_JPEG_DECODE).
     """
 
     task: str
