@@ -86,20 +86,31 @@ _POSITIONS_OPEN = (
     "takes a constant table); confirm numerically on hardware (hailo-models.md §7 q2)."
 )
 
+# What every backend of one tokenizer family shares (Immich's text settings for that family).
+_CLIP_BPE_TEXT = {
+    "context_length": 77,
+    "tokenizer": "clip-bpe",
+    "canonicalize": False,
+    "pad_token": "<|endoftext|>",
+    "eos_token": "<|endoftext|>",
+}
+_SIGLIP_TEXT = {"context_length": 64, "tokenizer": "sentencepiece", "canonicalize": True}
+
+
+def _hef_pair(stem: str) -> dict[str, str]:
+    """The Model Zoo names the two HEFs of a backend `<stem>_image_encoder` / `<stem>_text_encoder`."""
+    return {"image_hef": f"{stem}_image_encoder", "text_hef": f"{stem}_text_encoder"}
+
+
 BACKENDS: dict[str, ClipBackend] = {
     backend.id: backend
     for backend in (
         ClipBackend(
             id="clip_vit_b_32",
-            image_hef="clip_vit_b_32_image_encoder",
-            text_hef="clip_vit_b_32_text_encoder",
+            **_hef_pair("clip_vit_b_32"),
             dim=512,
             image_size=224,
-            context_length=77,
-            tokenizer="clip-bpe",
-            canonicalize=False,
-            pad_token="<|endoftext|>",
-            eos_token="<|endoftext|>",
+            **_CLIP_BPE_TEXT,
             text_cut=_CLIP_CUT,
             immich_names=("ViT-B-32__openai",),
             checkpoint="openai/clip-vit-base-patch32",
@@ -111,15 +122,10 @@ BACKENDS: dict[str, ClipBackend] = {
         ),
         ClipBackend(
             id="clip_vit_b_16",
-            image_hef="clip_vit_b_16_image_encoder",
-            text_hef="clip_vit_b_16_text_encoder",
+            **_hef_pair("clip_vit_b_16"),
             dim=512,
             image_size=224,
-            context_length=77,
-            tokenizer="clip-bpe",
-            canonicalize=False,
-            pad_token="<|endoftext|>",
-            eos_token="<|endoftext|>",
+            **_CLIP_BPE_TEXT,
             text_cut=_CLIP_CUT,
             immich_names=("ViT-B-16__openai",),
             checkpoint="openai/clip-vit-base-patch16",
@@ -130,13 +136,10 @@ BACKENDS: dict[str, ClipBackend] = {
         ),
         ClipBackend(
             id="siglip_b_16",
-            image_hef="siglip_b_16_image_encoder",
-            text_hef="siglip_b_16_text_encoder",
+            **_hef_pair("siglip_b_16"),
             dim=768,
             image_size=224,
-            context_length=64,
-            tokenizer="sentencepiece",
-            canonicalize=True,
+            **_SIGLIP_TEXT,
             pad_token="</s>",
             eos_token="</s>",
             text_cut=_SIGLIP_CUT,
@@ -150,13 +153,10 @@ BACKENDS: dict[str, ClipBackend] = {
         ),
         ClipBackend(
             id="siglip2_b_32_256",
-            image_hef="siglip2_b_32_256_image_encoder",
-            text_hef="siglip2_b_32_256_text_encoder",
+            **_hef_pair("siglip2_b_32_256"),
             dim=768,
             image_size=256,
-            context_length=64,
-            tokenizer="sentencepiece",
-            canonicalize=True,
+            **_SIGLIP_TEXT,
             pad_token="<pad>",
             eos_token="<eos>",
             text_cut=_SIGLIP_CUT,
@@ -171,15 +171,10 @@ BACKENDS: dict[str, ClipBackend] = {
         ),
         ClipBackend(
             id="tinyclip_vit_39m",
-            image_hef="tinyclip_vit_39m_16_text_19m_yfcc15m_image_encoder",
-            text_hef="tinyclip_vit_39m_16_text_19m_yfcc15m_text_encoder",
+            **_hef_pair("tinyclip_vit_39m_16_text_19m_yfcc15m"),
             dim=512,
             image_size=224,
-            context_length=77,
-            tokenizer="clip-bpe",
-            canonicalize=False,
-            pad_token="<|endoftext|>",
-            eos_token="<|endoftext|>",
+            **_CLIP_BPE_TEXT,
             text_cut=TextCut(positions="hef", pooling="first_eos", final_layer_norm=True, projection=True),
             immich_names=(),
             checkpoint="wkcn/TinyCLIP-ViT-39M-16-Text-19M-YFCC15M",
