@@ -56,7 +56,9 @@ class RuntimeHandle(Protocol):
 
 def create_app_for_runtime(settings: Settings, handlers: Sequence[Handler], runtime: RuntimeHandle) -> FastAPI:
     """The whole service: handlers built on `runtime`, health from it, and the runtime closed at shutdown."""
-    return create_app(settings, handlers, runtime.health, on_shutdown=runtime.close)
+    app = create_app(settings, handlers, runtime.health, on_shutdown=runtime.close)
+    app.state.runtime = runtime
+    return app
 
 
 def create_app(

@@ -81,6 +81,8 @@ class Settings:
     max_entries_bytes: int = 16 * 1024
     max_connections: int = 64
     fast_jpeg_decode: bool = True
+    search_session_s: float = 10.0
+    search_background_share: float = 0.03
     request_threads: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
     log_level: str = "info"
 
@@ -127,10 +129,19 @@ def _parse(field_name: str, env_name: str, raw: str) -> object:
         "max_entries_bytes": lambda: _number(env_name, raw, int, 2),
         "max_connections": lambda: _number(env_name, raw, int, 1),
         "fast_jpeg_decode": lambda: _bool(env_name, raw),
+        "search_session_s": lambda: _number(env_name, raw, float, 0.0),
+        "search_background_share": lambda: _share(env_name, raw),
         "request_threads": lambda: _number(env_name, raw, int, 1),
         "log_level": lambda: _choice(env_name, raw, ("debug", "info", "warning", "error")),
     }
     return parsers[field_name]()
+
+
+def _share(name: str, raw: str) -> float:
+    value = _number(name, raw, float, 0.001)
+    if value > 1:
+        raise ConfigurationError(f"{name}={raw!r} is a fraction of the device's time: give 0.001 to 1")
+    return value
 
 
 def _tasks(name: str, raw: str) -> tuple[str, ...]:

@@ -6,9 +6,11 @@ runtime's health dict at scrape time, so the numbers are exactly the runtime's o
 
 The runtime's health dict is read with these optional keys (missing ones are skipped):
 `state` ("healthy" | "degraded" | "down"), `device` ("hailort" | "emulator"), `temperature_c`
-(float), `rebuilds` (int), and `networks`: {name: {"state": "ready" | ..., "frames", "bursts",
+(float), `rebuilds` (int), `search_sessions` (`ml_target.hailo.sessions.SearchSessions.stats`),
+and `networks`: {name: {"state": "ready" | ..., "frames", "bursts",
 "busy_s", "queue_wait_s", "errors", "timeouts", "overloaded", "reconfigures" (running totals),
-"queue_depth", "inflight_frames" (current), "batch_sizes": {size: count}}}.
+"queue_depth", "inflight_frames" (current), "max_queue_wait_s" (longest so far), "batch_sizes":
+{size: count}}}.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ _NETWORK_COUNTERS = (
 _NETWORK_GAUGES = (
     ("queue_depth", "ml_target_network_queue_depth", "Frames waiting for the device, per network"),
     ("inflight_frames", "ml_target_network_inflight_frames", "Frames submitted to the device, per network"),
+    ("max_queue_wait_s", "ml_target_network_max_queue_wait_seconds", "Longest any frame waited for the device"),
 )
 
 
@@ -135,6 +138,7 @@ def runtime_metrics(health: Mapping[str, Any]) -> Iterable[Metric]:
         yield GaugeMetricFamily(
             "ml_target_chip_temperature_celsius", "Hailo chip temperature", value=float(temperature)
         )
+    yield from _session_metrics(health.get("search_sessions") or {})
     networks = health.get("networks") or {}
     for key, name, documentation in _NETWORK_COUNTERS:
         family = CounterMetricFamily(name, documentation, labels=["network"])
@@ -161,6 +165,24 @@ def runtime_metrics(health: Mapping[str, Any]) -> Iterable[Metric]:
             batches.add_metric([network, str(size)], float(count))
     yield ready
     yield batches
+
+
+def _session_metrics(sessions: Mapping[str, Any]) -> Iterable[Metric]:
+    """How much search sessions slowed background work (see `ml_target.hailo.sessions`)."""
+    if "active" in sessions:
+        yield GaugeMetricFamily(
+            "ml_target_search_session_active", "1 while a search session holds background work back",
+            value=1.0 if sessions["active"] else 0.0,
+        )
+    for key, name, documentation in (
+        ("sessions", "ml_target_search_sessions", "Search sessions started"),
+        ("background_held_s", "ml_target_search_session_background_held_seconds",
+         "Seconds background bursts were held back for searches"),
+        ("starvation_grants", "ml_target_search_session_starvation_grants",
+         "Background bursts let through because a frame had waited too long"),
+    ):
+        if _is_number(sessions.get(key)):
+            yield CounterMetricFamily(name, documentation, value=float(sessions[key]))
 
 
 def _is_number(value: object) -> bool:

@@ -216,14 +216,30 @@ def _report():
     return {
         "rows": [row, {**row, "concurrency": 1, "rps": 20.0, "ratio_to_bound": float("nan")}],
         "immich_default": {
-            "jobs": {"faces": {"concurrency": 2, **text}},
-            "text_idle": {**text, "p50_ms": 40.0},
-            "text_loaded": text,
+            "jobs_concurrency": {"faces": 2},
             "text_interval_s": 1.0,
-            "p95_loaded_over_p50_idle": 1.5,
-            "p95_loaded_over_p95_idle": 1.0,
-            "burst_wait_p95_ms": 25.0,
-            "device": {"utilisation": 0.9},
+            "text_idle": {**text, "p50_ms": 40.0},
+            "scan_only": {"jobs": {"faces": {**text, "rps": 20.0}}, "scan_rps": 20.0},
+            "phases": {
+                "without search sessions": {
+                    "jobs": {"faces": {**text, "rps": 18.0}},
+                    "text_loaded": {**text, "p95_ms": 72.0},
+                    "p95_loaded_over_p50_idle": 1.8,
+                    "p95_loaded_over_p95_idle": 1.2,
+                    "scan_rate_of_scan_only": 0.9,
+                    "burst_wait_p95_ms": 25.0,
+                    "device": {"utilisation": 0.9},
+                },
+                "with search sessions": {
+                    "jobs": {"faces": {**text, "rps": 2.5}},
+                    "text_loaded": text,
+                    "p95_loaded_over_p50_idle": 1.5,
+                    "p95_loaded_over_p95_idle": 1.0,
+                    "scan_rate_of_scan_only": 0.125,
+                    "device": {"utilisation": 0.1},
+                },
+            },
+            "headline": "with search sessions",
         },
         "decode": {
             "coffee": {
@@ -244,7 +260,12 @@ def test_markdown_holds_the_numbers():
     assert "| clip-image | 16 | 160.0 | 90.0 | 130.0 | 140.0 | 0 | 187.3 | 85% | 2.6 | 0.2 | 1.1 |" in text
     assert "clip_vit_b_32_image_encoder 93% (B=7.5)" in text
     assert "| clip-image | 1 | 20.0 |" in text and "| - |" in text
-    assert "**1.50x**" in text and "about idle p50 + that: 65.0 ms" in text
+    assert "| scan only | faces | 2 | 20.0 |" in text and "| with search sessions | faces | 2 | 2.5 |" in text
+    assert "| without search sessions | text search | open loop | 1.00 | 50.0 | 72.0 |" in text
+    assert "- with search sessions: text query p95 / idle p50 = **1.50x**" in text
+    assert "- without search sessions: text query p95 / idle p50 = 1.80x" in text
+    assert "the scan ran at 12% of its rate without searches" in text
+    assert "about idle p50 + that = 65.0 ms" in text
     assert "| coffee | 30.00 | 5.00 | 0.50 | 10 | 49.3 | 48.6 |" in text
     assert "`python -m ml_target bench --quick`" in text
 

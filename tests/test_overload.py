@@ -108,7 +108,8 @@ def test_defaults_leave_room_for_immichs_job_concurrency() -> None:
 
 @pytest.mark.slow
 async def test_immichs_default_job_concurrency_never_meets_the_limits(make_worker) -> None:
-    """SmartSearch 2 + FaceDetection 2 + OCR 1 + one user searching, on the hailo8 profile, 6 s."""
+    """SmartSearch 2 + FaceDetection 2 + OCR 1 + one user searching without pause (a search session
+    all along, so the scan runs on its small share of the device), on the hailo8 profile, 6 s."""
     worker = make_worker(hailo_emulator_profile="hailo8")
     page, _ = text_page(1440, 1080, 30)
     portrait = encode(data.astronaut())
@@ -132,9 +133,13 @@ async def test_immichs_default_job_concurrency_never_meets_the_limits(make_worke
     failures = [(s, d) for s, d, _ in results if s != 200]
     assert not failures, failures[:5]
     assert len(results) >= 30
-    networks = worker.runtime.health()["networks"].values()
-    assert sum(n["overloaded"] for n in networks) == 0
-    assert max(t for _, _, t in results) < worker.settings.queue_wait_s
+    health = worker.runtime.health()
+    networks = health["networks"].values()
+    assert sum(n["overloaded"] + n["timeouts"] for n in networks) == 0
+    # The user's searches start a search session that holds the scan back; no frame may wait long
+    # enough to meet QUEUE_WAIT_S (the gate lets a frame go after half of it).
+    assert health["search_sessions"]["sessions"] >= 1
+    assert max(n["max_queue_wait_s"] for n in networks) < 0.6 * worker.settings.queue_wait_s
 
 
 async def test_a_page_of_dense_text_does_not_fill_the_queue_on_its_own(make_worker) -> None:

@@ -4,14 +4,17 @@ Requests are built once, bytes and all (multipart exactly as Immich's server sen
 field and an `image` file part or a `text` field), and sent with the minimal client of
 `ml_target.benchmarks.http`, so generating load costs little of the CPU the worker needs. Streams
 are either closed loops (N callers, each posting as soon as its previous answer arrived: a job
-queue with concurrency N) or open loops (one request every `interval_s`, whatever the others do:
-a user typing searches).
+queue with concurrency N) or open loops (requests at random moments, `interval_s` apart on
+average, whatever the others do: users typing searches). Open-loop arrivals are a Poisson
+process: fixed intervals could lock into phase with the worker's own periodic behaviour and
+always, or never, meet a background burst.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,6 +25,7 @@ import orjson
 from ml_target.benchmarks.http import HttpError, Pool, request_bytes
 
 Body = tuple[bytes, dict[str, str]]
+OPEN_LOOP_SEED = 2026  # the same arrival pattern in every run, so runs compare
 
 
 def multipart(entries: str, *, image: bytes | None = None, text: str | None = None) -> Body:
@@ -84,11 +88,12 @@ async def _closed_loop(pool: Pool, stream: Stream, offset: int, stop_at: float) 
 
 async def _open_loop(pool: Pool, stream: Stream, interval_s: float, stop_at: float) -> None:
     pending = []
+    arrivals = random.Random(OPEN_LOOP_SEED)
     for request in itertools.cycle(stream.requests):
         if time.monotonic() >= stop_at:
             break
         pending.append(asyncio.create_task(_post(pool, stream, request)))
-        await asyncio.sleep(interval_s)
+        await asyncio.sleep(arrivals.expovariate(1 / interval_s))
     await asyncio.gather(*pending)
 
 

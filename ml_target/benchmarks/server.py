@@ -5,6 +5,8 @@ can measure the server's CPU time from outside, plus two things only a benchmark
 - `GET /_bench/device`: the emulated device's counters (busy time per network, bursts, frames),
   which the HTTP app does not expose because a real device has no such counters, and the names of
   the process's threads by native id (for the per-thread CPU profile);
+- `POST /_bench/search-sessions`: change the search-session policy (JSON fields of
+  `ml_target.hailo.sessions.SessionPolicy`), so one worker is measured with and without sessions;
 - optionally (`BENCH_CACHE_COMPUTES=true`, the benchmark's default) a frame cache in front of the
   emulated networks whose compute is far dearer on the host than on a Hailo: the SCRFD stand-in
   (an LBP cascade, ~0.1 s of CPU per frame) and the real PP-OCRv5 ONNX models (~0.1 s per
@@ -17,6 +19,7 @@ can measure the server's CPU time from outside, plus two things only a benchmark
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -28,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from ml_target.config import Settings
@@ -121,7 +124,16 @@ def build_bench_app(settings: Settings, *, cache_computes: bool = False) -> Fast
         counters = emulator.device().counters()
         counters["compute_cache"] = {hef: {"hits": c.hits, "misses": c.misses} for hef, c in caches.items()}
         counters["threads"] = {t.native_id: t.name for t in threading.enumerate() if t.native_id is not None}
+        counters["search_sessions"] = app.state.runtime.sessions.stats()
         return Response(orjson.dumps(counters, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY))
+
+    @app.post("/_bench/search-sessions", include_in_schema=False)
+    async def search_sessions(request: Request) -> Response:
+        """Switch the search-session policy, e.g. {"session_s": 0} to compare without sessions."""
+        sessions = app.state.runtime.sessions
+        changes = await request.json()
+        sessions.set_policy(dataclasses.replace(sessions.policy, **changes))
+        return Response(orjson.dumps(sessions.stats()))
 
     return app
 

@@ -14,9 +14,14 @@ where they can still join a fuller burst. A burst of B frames costs `a + b*B` on
   submitted only when nothing of this network is in flight, `IDLE_GATHER_S` after the later of
   its oldest frame's arrival and the last completion, so callers whose burst just completed can
   join; while a burst is in flight the queue fills up instead. FIFO order bounds every frame's
-  wait to the bursts ahead of it.
+  wait to the bursts ahead of it. Callers announce themselves before their host work (decoding)
+  through `announce()`; while an announced caller has not yet queued its frame, an idle network
+  waits up to `ANNOUNCED_GATHER_S` for it, so two requests in flight (Immich's default job
+  concurrency) share one burst instead of paying the context reload once each.
 - single-context networks (`a` about 0) gain nothing from full bursts, so frames go as soon as
   the in-flight limit allows, keeping the device busy.
+- during a search session (`ml_target.hailo.sessions`) background networks also ask the shared
+  gate before each burst, which leaves the device idle for the next search.
 
 Recovery: a failed submit or completion shuts the configured model down (HailoRT semantics). The
 burst's callers get `DeviceError`; the submitter asks its host (the runtime) for a freshly
@@ -27,12 +32,14 @@ to the host, which detaches every network, rebuilds the VDevice and attaches the
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,12 +55,14 @@ from ml_target.errors import (
 )
 from ml_target.hailo import faults
 from ml_target.hailo.frames import check_frame, output_buffers
+from ml_target.hailo.sessions import SearchSessions, is_interactive
 from ml_target.hailo.types import EdgeInfo
 
 log = logging.getLogger(__name__)
 
 MAX_BURSTS_IN_FLIGHT = 2
 IDLE_GATHER_S = 0.003
+ANNOUNCED_GATHER_S = 0.010  # about one CLIP request's host work (decode + crop) on a small CPU
 READY_POLL_MS = 100
 TICK_S = 0.05
 ESCALATE_AFTER = 3
@@ -96,12 +105,20 @@ class _Request:
 
 
 @dataclass(eq=False)
+class _Announcement:
+    """One caller that said it will queue frames soon; `arrived` once it has."""
+
+    arrived: bool = False
+
+
+@dataclass(eq=False)
 class _Burst:
     id: int
     requests: list[_Request]
     bindings: list[Any]
     generation: int
     submitted: float = 0.0
+    granted_at: float | None = None  # set while the burst holds a background grant of the sessions gate
 
 
 @dataclass
@@ -111,6 +128,7 @@ class _Stats:
     burst_sizes: Counter = field(default_factory=Counter)
     busy_s: float = 0.0
     queue_wait_s: float = 0.0
+    max_queue_wait_s: float = 0.0
     errors: int = 0
     timeouts: int = 0
     overloaded: int = 0
@@ -152,6 +170,7 @@ class DeviceNetwork:
         limits: Limits,
         host: Host,
         fill_bursts: bool = True,
+        sessions: SearchSessions | None = None,
     ) -> None:
         self.name = name
         self.group = group
@@ -161,6 +180,9 @@ class DeviceNetwork:
         self.batch_size = batch_size
         self.priority = priority
         self.fill_bursts = fill_bursts
+        self.interactive = is_interactive(priority)
+        self._sessions = sessions
+        self._gated = sessions is not None and not self.interactive  # asks the sessions gate per burst
         self._limits = limits
         self._host = host
         self._cond = threading.Condition()
@@ -177,6 +199,10 @@ class DeviceNetwork:
         self._retry_at = 0.0
         self._stats = _Stats()
         self._idle_since = 0.0
+        self._coming = 0  # announced callers whose first frame is not queued yet
+        self._announcement: contextvars.ContextVar[_Announcement | None] = contextvars.ContextVar(
+            f"announcement-{name}", default=None
+        )
         self._thread = threading.Thread(target=self._serve, name=f"hailo-submit-{name}", daemon=True)
         self._thread.start()
 
@@ -201,6 +227,31 @@ class DeviceNetwork:
             request.abandoned = True
             raise
 
+    @contextmanager
+    def announce(self) -> Iterator[None]:
+        """Say, before the host work, that this request will queue frames here (module docstring).
+
+        Frames queued inside the block (in this task or tasks it starts) count as its arrival; a
+        request that ends without queueing any (no faces found, an error) withdraws on exit.
+        """
+        announcement = _Announcement()
+        with self._cond:
+            self._coming += 1
+        token = self._announcement.set(announcement)
+        try:
+            yield
+        finally:
+            self._announcement.reset(token)
+            with self._cond:
+                self._arrived(announcement)
+
+    def _arrived(self, announcement: _Announcement | None) -> None:
+        """Under the lock: an announced caller queued its frame or gave up."""
+        if announcement is not None and not announcement.arrived:
+            announcement.arrived = True
+            self._coming -= 1
+            self._cond.notify_all()
+
     def _enqueue(self, request: _Request) -> None:
         with self._cond:
             if self._closing or self._detached:
@@ -211,7 +262,16 @@ class DeviceNetwork:
                     f"{self.name}: {len(self._pending)} frames already queued (MAX_QUEUED_FRAMES); try again later"
                 )
             self._pending.append(request)
+            self._arrived(self._announcement.get())
+            if self.interactive and self._sessions is not None:
+                self._sessions.interactive_arrived(request.enqueued)
+            self._report_waiting()
             self._cond.notify_all()
+
+    def _report_waiting(self) -> None:
+        """Under the lock: tell the sessions gate when this background network's oldest frame arrived."""
+        if self._gated:
+            self._sessions.background_waiting(self.name, self._pending[0].enqueued if self._pending else None)
 
     # ---- runtime side ----
 
@@ -240,6 +300,8 @@ class DeviceNetwork:
             old, self._configured = self._configured, None
             failed = list(self._pending) + [r for b in self._inflight.values() for r in b.requests]
             self._pending.clear()
+            self._report_waiting()
+            self._release_grants(list(self._inflight.values()))
             self._inflight.clear()
             self._cond.notify_all()
         for request in failed:
@@ -279,6 +341,7 @@ class DeviceNetwork:
                 "mean_burst_size": s.frames / s.bursts if s.bursts else 0.0,
                 "busy_s": s.busy_s,
                 "queue_wait_s": s.queue_wait_s,
+                "max_queue_wait_s": s.max_queue_wait_s,
                 "errors": s.errors,
                 "timeouts": s.timeouts,
                 "overloaded": s.overloaded,
@@ -322,8 +385,10 @@ class DeviceNetwork:
                 continue
             if self._pending and len(self._inflight) < MAX_BURSTS_IN_FLIGHT:
                 left = self._gather_left(now)
+                if left <= 0 and self._gated:
+                    left = self._sessions.background_wait(now, self._pending[0].enqueued)
                 if left <= 0:
-                    return self._take(now)
+                    return self._take(now, granted_at=now if self._gated else None)
                 self._cond.wait(min(left, TICK_S))
                 continue
             self._cond.wait(self._tick())
@@ -346,8 +411,10 @@ class DeviceNetwork:
                 continue
             kept.append(request)
         self._pending = kept
+        self._report_waiting()
         stall_limit = self._limits.request_timeout_s
         stalled = [b for b in self._inflight.values() if now - b.submitted > stall_limit]
+        self._release_grants(stalled, now)
         for burst in stalled:
             del self._inflight[burst.id]
             self._fail_requests(burst.requests, DeviceTimeout(f"{self.name}: no completion within {stall_limit:g} s"))
@@ -360,18 +427,24 @@ class DeviceNetwork:
             return 0.0
         if self._inflight:
             return float("inf")
-        return max(self._pending[0].enqueued, self._idle_since) + IDLE_GATHER_S - now
+        left = max(self._pending[0].enqueued, self._idle_since) + IDLE_GATHER_S - now
+        if self._coming > 0:
+            left = max(left, self._pending[0].enqueued + ANNOUNCED_GATHER_S - now)
+        return left
 
-    def _take(self, now: float) -> tuple[list[_Request], Any, int]:
+    def _take(self, now: float, granted_at: float | None) -> tuple[list[_Request], Any, int, float | None]:
         requests = [self._pending.popleft() for _ in range(min(self.batch_size, len(self._pending)))]
         for request in requests:
             self._stats.queue_wait_s += now - request.enqueued
-        return requests, self._configured, self._generation
+            self._stats.max_queue_wait_s = max(self._stats.max_queue_wait_s, now - request.enqueued)
+        self._report_waiting()
+        return requests, self._configured, self._generation, granted_at
 
-    def _submit(self, requests: list[_Request], configured: Any, generation: int) -> None:
-        burst = _Burst(next(self._burst_ids), requests, [], generation)
+    def _submit(self, requests: list[_Request], configured: Any, generation: int, granted_at: float | None) -> None:
+        burst = _Burst(next(self._burst_ids), requests, [], generation, granted_at=granted_at)
         with self._submit_lock:
             if generation != self._generation:
+                self._release_grants([burst])
                 self._fail_requests(requests, ServiceUnavailable(f"{self.name}: the device is recovering"))
                 return
             try:
@@ -379,6 +452,7 @@ class DeviceNetwork:
                     configured.create_bindings(input_buffers=r.inputs, output_buffers=r.outputs) for r in requests
                 ]
                 if not self._wait_ready(configured, burst):
+                    self._release_grants([burst])
                     return
                 with self._cond:
                     burst.submitted = time.monotonic()
@@ -387,6 +461,7 @@ class DeviceNetwork:
             except Exception as exc:
                 with self._cond:
                     self._inflight.pop(burst.id, None)
+                    self._release_grants([burst])
                     self._fail_locked(generation, faults.describe(exc), exc)
                 self._fail_requests(requests, DeviceError(f"{self.name}: inference failed ({faults.describe(exc)})"))
 
@@ -419,6 +494,7 @@ class DeviceNetwork:
         now = time.monotonic()
         with self._cond:
             live = self._inflight.pop(burst.id, None) is not None
+            self._release_grants([burst], now)
             if not self._inflight:
                 self._idle_since = now
             if live and error is None:
@@ -455,6 +531,14 @@ class DeviceNetwork:
             self._host.device_failed(f"{self.name}: {reason}")
         self._cond.notify_all()
 
+    def _release_grants(self, bursts: list[_Burst], now: float | None = None) -> None:
+        """Return the sessions gate's grant of each burst exactly once, whichever path ends it."""
+        with self._cond:
+            for burst in bursts:
+                if burst.granted_at is not None and self._sessions is not None:
+                    self._sessions.background_done(burst.granted_at, time.monotonic() if now is None else now)
+                burst.granted_at = None
+
     def _fail_requests(self, requests: list[_Request], error: WorkerError) -> None:
         for request in requests:
             _settle(request, error=error)
@@ -468,6 +552,7 @@ class DeviceNetwork:
                 old, self._configured = self._configured, None
                 self._generation += 1
                 dead = [r for b in self._inflight.values() for r in b.requests]
+                self._release_grants(list(self._inflight.values()))
                 self._inflight.clear()
             self._fail_requests(dead, DeviceError(f"{self.name}: the model was re-configured after a failure"))
             if old is not None:

@@ -25,6 +25,7 @@ from ml_target.config import Settings
 from ml_target.errors import ConfigurationError, ServiceUnavailable
 from ml_target.hailo import faults
 from ml_target.hailo.batching import DeviceNetwork, Limits
+from ml_target.hailo.sessions import SearchSessions, session_policy
 from ml_target.hailo.types import EdgeInfo, QuantInfo
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ class Runtime:
             self._hp = _import_real()
         self.hailort_version = str(getattr(self._hp, "__version__", "unknown"))
         self._limits = Limits(settings.request_timeout_s, settings.max_queued_frames, settings.queue_wait_s)
+        self.sessions = SearchSessions(session_policy(settings))
         self._backoff = rebuild_backoff_s
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -236,6 +238,7 @@ class Runtime:
             limits=self._limits,
             host=self,
             fill_bursts=multi_context,
+            sessions=self.sessions,
         )
         with self._lock:
             self._networks[key] = network
@@ -410,6 +413,7 @@ class Runtime:
             "hailort_version": self.hailort_version,
             "temperature_c": self._chip_temperature(),
             "rebuilds": self._rebuilds,
+            "search_sessions": self.sessions.stats(),
             "networks": networks,
         }
 
@@ -437,7 +441,11 @@ class Runtime:
 
     def stats(self) -> dict[str, Any]:
         """Counters per network (frames, bursts, burst sizes, busy and queue-wait seconds) for /metrics."""
-        return {"rebuilds": self._rebuilds, "networks": {n.name: n.stats() for n in self._loaded()}}
+        return {
+            "rebuilds": self._rebuilds,
+            "search_sessions": self.sessions.stats(),
+            "networks": {n.name: n.stats() for n in self._loaded()},
+        }
 
     def _loaded(self) -> list[DeviceNetwork]:
         with self._lock:

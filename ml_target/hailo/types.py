@@ -6,6 +6,7 @@ real device, the emulator, or a test double.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -48,3 +49,6 @@ class Network(Protocol):
     batch_size: int
 
     async def infer(self, frame: np.ndarray | dict[str, np.ndarray], *, timeout: float | None = None) -> dict[str, np.ndarray]: ...
+
+    def announce(self) -> AbstractContextManager[None]:
+        """Entered before a request's host work: its frames are coming, so a partial burst may wait for them."""
