@@ -11,6 +11,10 @@ Decoding: an image is decoded once per request. When every entry's handler decla
 `decode_size` (width, height) it can work from, the pipeline asks for a reduced-scale JPEG decode
 covering the largest of them, and those handlers receive a `ReducedImage`; otherwise everyone gets
 the exact full-size pixels. Either way the reported image size is the upload's own.
+
+Announcing: handlers that offer `announce()` (a context manager) are told before decoding that
+their request is on its way, and the context closes when the request is done; the device runtime
+uses it to let a partial burst wait for frames that are a few milliseconds away.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,13 +109,18 @@ class Pipeline:
         steps = self.plan(entries, modality)
         timings = {} if timings is None else timings
         payload: np.ndarray | ReducedImage | str
-        if image is not None:
-            started = time.perf_counter()
-            payload, image_size = await self._decode_for(steps, image)
-            timings["decode"] = _ms_since(started)
-        else:
-            payload, image_size = text or "", None
-        outputs = await self._execute(steps, payload, timings)
+        with ExitStack() as announced:
+            for step in steps:
+                announce = getattr(step.handler, "announce", None)
+                if announce is not None:
+                    announced.enter_context(announce())
+            if image is not None:
+                started = time.perf_counter()
+                payload, image_size = await self._decode_for(steps, image)
+                timings["decode"] = _ms_since(started)
+            else:
+                payload, image_size = text or "", None
+            outputs = await self._execute(steps, payload, timings)
         return Prediction(results=_final_results(steps, outputs), image_size=image_size, timings_ms=timings)
 
     async def _decode_for(

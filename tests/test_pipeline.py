@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import numpy as np
 import pytest
@@ -247,3 +248,41 @@ async def test_failing_detection_never_runs_recognition() -> None:
 def test_two_handlers_for_one_pair_are_a_configuration_bug() -> None:
     with pytest.raises(ValueError, match=r"two handlers for clip\.visual"):
         Pipeline([ClipVisual(("a",)), ClipVisual(("b",))], CountingDecoder())
+
+
+class Announcing(ClipVisual):
+    """Records when its announcement opens and closes relative to decoding and running."""
+
+    def __init__(self, events: list[str]) -> None:
+        super().__init__(("ViT-B-32__openai",))
+        self.events = events
+
+    @contextlib.contextmanager
+    def announce(self):
+        self.events.append("announce")
+        try:
+            yield
+        finally:
+            self.events.append("withdraw")
+
+    async def run(self, payload, options, upstream):
+        self.events.append("run")
+        return await super().run(payload, options, upstream)
+
+
+async def test_handlers_announce_before_decoding_and_withdraw_when_done_or_failed() -> None:
+    events: list[str] = []
+
+    async def decode(data: bytes) -> np.ndarray:
+        events.append("decode")
+        if data == b"corrupt":
+            raise BadRequest("not an image")
+        return IMAGE
+
+    pipeline = Pipeline([Announcing(events), FaceDetection(("buffalo_l",))], decode)
+    await pipeline.predict([CLIP, FACES[0]], b"jpeg", None)
+    assert events == ["announce", "decode", "run", "withdraw"]
+    events.clear()
+    with pytest.raises(BadRequest):
+        await pipeline.predict([CLIP], b"corrupt", None)
+    assert events == ["announce", "decode", "withdraw"]

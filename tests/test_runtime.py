@@ -284,3 +284,47 @@ def test_describe_hef_lists_edges(tmp_path):
     real.write_bytes(b"\x01HEF" + bytes(60))
     with pytest.raises(ConfigurationError, match="hailo_platform"):
         describe_hef(real)
+
+
+async def _announced_caller(net, i: int, host_work_s: float, *, announce: bool) -> dict:
+    """A request: (announce,) host work, then its frame, like the pipeline's CLIP image step."""
+    if not announce:
+        await asyncio.sleep(host_work_s)
+        return await net.infer(marker(i))
+    with net.announce():
+        await asyncio.sleep(host_work_s)
+        return await net.infer(marker(i))
+
+
+async def test_announced_callers_share_a_burst_on_an_idle_network(make_runtime, emu, tmp_path):
+    net = make_runtime().load(write_affine(tmp_path, "affine"), batch_size=8, priority=16)
+    emu.burst_log()  # start from an empty log
+    outs = await asyncio.gather(*(_announced_caller(net, i, 0.002 * i, announce=True) for i in range(3)))
+    for i, out in enumerate(outs):
+        np.testing.assert_array_equal(out["affine/fc1"], expected(marker(i)))
+    assert [frames for group, frames in emu.burst_log() if group == "affine"] == [3]
+    await asyncio.gather(*(_announced_caller(net, i, 0.006 * i, announce=False) for i in range(3)))
+    assert [frames for group, frames in emu.burst_log() if group == "affine"][-3:] == [1, 1, 1]
+
+
+async def test_an_announced_caller_that_never_sends_delays_others_by_the_bound_only(make_runtime, emu, tmp_path):
+    from ml_target.hailo.batching import ANNOUNCED_GATHER_S
+
+    net = make_runtime().load(write_affine(tmp_path, "affine"), batch_size=8, priority=16)
+    release = asyncio.Event()
+
+    async def silent_request() -> None:  # e.g. a faces request whose photo has no face
+        with net.announce():
+            await release.wait()
+
+    silent = asyncio.create_task(silent_request())
+    await asyncio.sleep(0)
+    started = time.monotonic()
+    await net.infer(marker(1))
+    waited = time.monotonic() - started
+    assert ANNOUNCED_GATHER_S * 0.8 <= waited < ANNOUNCED_GATHER_S + 0.05
+    release.set()
+    await silent
+    started = time.monotonic()
+    await net.infer(marker(2))  # withdrawn on exit: no wait any more
+    assert time.monotonic() - started < ANNOUNCED_GATHER_S

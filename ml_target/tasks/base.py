@@ -26,6 +26,9 @@ class Handler(Protocol):
     A handler may also declare `decode_size = (width, height)`: the smallest image it can work
     from. When every entry of a request declares one, the pipeline decodes the JPEG at reduced
     scale and `run` receives a `ml_target.vision.decode.ReducedImage` (FAST_JPEG_DECODE).
+
+    A handler may also offer `announce()`, a context manager the pipeline enters before decoding
+    and leaves when the request is done (see `ml_target.hailo.types.Network.announce`).
     """
 
     task: str

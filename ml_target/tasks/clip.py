@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -98,6 +99,10 @@ class ClipVisualHandler(_ClipHandler):
     # from the exact one by under 2/255 on average (PSNR 39-49 dB on the benchmark's photos, see
     # docs/bench/bench.md).
     decode_size: tuple[int, int]
+
+    def announce(self) -> AbstractContextManager[None]:
+        """Before decoding: this request's frame is coming (cross-request bursts at low concurrency)."""
+        return self.network.announce()
 
     def __init__(
         self,

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -158,6 +159,10 @@ class FaceRecognition:
     def parse_options(self, options: Mapping[str, Any]) -> None:
         """Immich sends no recognition options; unknown keys are ignored as Immich ignores them."""
         _options_mapping(options)
+
+    def announce(self) -> AbstractContextManager[None]:
+        """Before decoding: this request's crops are coming, so another request's crops may wait to share a burst."""
+        return self._network.announce()
 
     async def run(self, payload: np.ndarray | str, options: None, upstream: FaceDetections) -> Faces:
         crops = [align_face(payload, landmarks, self._crop_size) for landmarks in upstream.landmarks]
