@@ -26,7 +26,7 @@ from ml_target.testing.ocr_pages import text_page
 
 pytestmark = pytest.mark.slow
 
-GRACE_S = 15.0
+GRACE_S = 30.0  # six dense pages take ~10 s of CPU on a slow 2-core runner
 # uvicorn re-raises the SIGTERM it captured once its graceful shutdown is complete, so the process
 # ends "terminated by SIGTERM" (143 in a shell, what Docker expects from a stop); 0 if `serve`
 # turns that final signal into a normal exit. Either way the shutdown itself is checked below.
@@ -91,6 +91,19 @@ def server(tmp_path: Path) -> Iterator[Server]:
             process.wait()
 
 
+async def refused(url: str, within_s: float) -> None:
+    """Wait until a new connection gets no answer; fail if the worker still serves one after `within_s`."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            async with httpx.AsyncClient(timeout=2) as newcomer:
+                await newcomer.get(f"{url}/ping")
+        except (httpx.ConnectError, httpx.RemoteProtocolError):
+            return
+        assert time.monotonic() < deadline, "the worker still accepts new requests after SIGTERM"
+        await asyncio.sleep(0.05)
+
+
 def dense_page() -> bytes:
     """A page full of text: OCR detection plus dozens of recognition frames, about a second of work."""
     page, _ = text_page(1440, 1920, 28)
@@ -109,11 +122,10 @@ async def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_releases
                 await asyncio.sleep(0.02)
         server.process.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
-        await asyncio.sleep(0.3)
-        # New connections are refused while the in-flight requests are still being served.
-        with pytest.raises(httpx.ConnectError):
-            async with httpx.AsyncClient(timeout=2) as newcomer:
-                await newcomer.get(f"{server.url}/ping")
+        # New connections are refused while the in-flight requests are still being served. The
+        # listening socket closes at uvicorn's next shutdown check, which a busy event loop can
+        # delay; a connection the kernel queued before that is closed unanswered.
+        await refused(server.url, within_s=3.0)
         assert not all(task.done() for task in in_flight), "the requests finished before the signal: not slow enough"
         responses = await asyncio.gather(*in_flight)
         finished = time.monotonic() - signalled
