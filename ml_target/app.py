@@ -192,6 +192,7 @@ class _Service:
             "hailort_version": health.get("hailort_version"),
             "temperature_c": health.get("temperature_c"),
             "requests_in_flight": self._in_flight,
+            "search_sessions": health.get("search_sessions"),
             "handlers": [_describe(h) for h in self.pipeline.handlers],
             "networks": health.get("networks", {}),
         }

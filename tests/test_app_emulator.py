@@ -88,3 +88,7 @@ async def test_health_and_metrics_reflect_the_runtime(served) -> None:
     tasks = "facial-recognition.detection+facial-recognition.recognition"
     assert f'ml_target_requests_total{{status="200",tasks="{tasks}"}} 1.0' in metrics
     assert (await client.get("/ping")).text == "pong"
+    # No search was made: no session, and /health and /metrics say so.
+    sessions = health["search_sessions"]
+    assert (sessions["enabled"], sessions["active"], sessions["sessions"]) == (True, False, 0)
+    assert "ml_target_search_session_active 0.0" in metrics and "ml_target_search_sessions_total 0.0" in metrics

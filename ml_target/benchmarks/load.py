@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import random
 import time
 import uuid
@@ -26,6 +27,7 @@ from ml_target.benchmarks.http import HttpError, Pool, request_bytes
 
 Body = tuple[bytes, dict[str, str]]
 OPEN_LOOP_SEED = 2026  # the same arrival pattern in every run, so runs compare
+MAX_WARMUP_S = 60.0
 
 
 def multipart(entries: str, *, image: bytes | None = None, text: str | None = None) -> Body:
@@ -80,17 +82,24 @@ async def _post(pool: Pool, stream: Stream, request: bytes) -> None:
     stream.samples.append((started, time.monotonic(), status, items))
 
 
-async def _closed_loop(pool: Pool, stream: Stream, offset: int, stop_at: float) -> None:
+@dataclass
+class _Run:
+    """When the streams stop: unknown until the warm-up is over."""
+
+    stop_at: float = math.inf
+
+
+async def _closed_loop(pool: Pool, stream: Stream, offset: int, run: _Run) -> None:
     requests = itertools.islice(itertools.cycle(stream.requests), offset, None)
-    while time.monotonic() < stop_at:
+    while time.monotonic() < run.stop_at:
         await _post(pool, stream, next(requests))
 
 
-async def _open_loop(pool: Pool, stream: Stream, interval_s: float, stop_at: float) -> None:
+async def _open_loop(pool: Pool, stream: Stream, interval_s: float, run: _Run) -> None:
     pending = []
     arrivals = random.Random(OPEN_LOOP_SEED)
     for request in itertools.cycle(stream.requests):
-        if time.monotonic() >= stop_at:
+        if time.monotonic() >= run.stop_at:
             break
         pending.append(asyncio.create_task(_post(pool, stream, request)))
         await asyncio.sleep(arrivals.expovariate(1 / interval_s))
@@ -105,22 +114,30 @@ async def drive(
     seconds: float,
     on_window: Callable[[str], Awaitable[None]],
 ) -> tuple[float, float]:
-    """Run every stream for `warmup_s + seconds`; `on_window("start"|"end")` brackets the measured window.
+    """Warm up, then measure for `seconds`; `on_window("start"|"end")` brackets the measured window.
 
-    Returns the window's (start, end) on the monotonic clock; requests still running at the end
-    are awaited but only answers inside the window count.
+    The warm-up lasts `warmup_s` and, beyond that (up to `MAX_WARMUP_S`), until the closed-loop
+    callers have had as many answers as there are callers: slow requests at high concurrency
+    (OCR pages) must reach their steady state before the window opens, or a short window counts
+    no answer at all. Returns the window's (start, end) on the monotonic clock; requests still
+    running at the end are awaited but only answers inside the window count.
     """
-    stop_at = time.monotonic() + warmup_s + seconds
+    run = _Run()
+    started = time.monotonic()
     tasks = []
     for stream in streams:
         if stream.interval_s is not None:
-            tasks.append(asyncio.create_task(_open_loop(pool, stream, stream.interval_s, stop_at)))
+            tasks.append(asyncio.create_task(_open_loop(pool, stream, stream.interval_s, run)))
         else:
-            tasks += [asyncio.create_task(_closed_loop(pool, stream, i, stop_at)) for i in range(stream.concurrency)]
+            tasks += [asyncio.create_task(_closed_loop(pool, stream, i, run)) for i in range(stream.concurrency)]
+    callers = [s for s in streams if s.interval_s is None]
     await asyncio.sleep(warmup_s)
+    while time.monotonic() - started < MAX_WARMUP_S and any(len(s.samples) < s.concurrency for s in callers):
+        await asyncio.sleep(0.05)
     await on_window("start")
     window_start = time.monotonic()
-    await asyncio.sleep(max(0.0, stop_at - time.monotonic()))
+    run.stop_at = window_start + seconds
+    await asyncio.sleep(seconds)
     window_end = time.monotonic()
     await on_window("end")
     await asyncio.gather(*tasks)

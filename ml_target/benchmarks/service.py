@@ -226,6 +226,7 @@ async def run_workload(
     `frames` (device frames per request by HEF) set the device-bound limit; empty means this
     window's own measurement.
     """
+    await _no_search_session(target)
     pool = Pool(target.url)
     requests = predict_requests(bodies, pool)
     stream = Stream(workload.name, requests, concurrency, check=count_faces if workload.name == "faces" else None)
@@ -254,6 +255,7 @@ async def run_immich_default(target: Target, all_workloads: dict[str, Workload],
     idle_window = await drive(pool, [idle], warmup_s=1.0, seconds=options.idle_seconds, on_window=idle_sampler)
     idle_sampler.control.close()
     text_idle = stream_summary(idle, idle_window)
+    await _no_search_session(target)
     # Unmeasured: the first pages and photos fill the worker's pools and the emulator's caches.
     await _mixed_phase(target, pool, all_workloads, options, searches=None, seconds=MIXED_WARMUP_S)
     scan_only = await _mixed_phase(target, pool, all_workloads, options, searches=None)
@@ -324,6 +326,21 @@ def _sessions_delta(sampler: Sampler) -> dict[str, float]:
     start, end = (sampler.snapshots[label]["device"].get("search_sessions") or {} for label in ("start", "end"))
     keys = ("sessions", "background_held_s", "starvation_grants")
     return {key: end[key] - start[key] for key in keys if key in start and key in end}
+
+
+async def _no_search_session(target: Target, limit_s: float = 30.0) -> None:
+    """Wait until no search session holds background work (the CLIP text workload starts them),
+    so one workload's searches do not slow the next workload's first point."""
+    control = Pool(target.url)
+    deadline = time.monotonic() + limit_s
+    try:
+        while time.monotonic() < deadline:
+            status, body = await control.send(request_bytes("GET", "/health", control.authority))
+            if status != 200 or not (orjson.loads(body).get("search_sessions") or {}).get("active"):
+                return
+            await asyncio.sleep(0.25)
+    finally:
+        control.close()
 
 
 async def _session_policies(target: Target) -> dict[str, dict[str, float] | None]:

@@ -78,6 +78,7 @@ class SoakConfig:
     request_timeout_s: float = 10.0  # the device deadline; a stall is made longer than this
     vanish_s: float = 2.0
     seed: int = 0
+    search_session_s: float = Settings.search_session_s  # 0: searches do not hold the scan back
 
     @property
     def warmup(self) -> float:
@@ -201,6 +202,7 @@ def serve_emulated(config: SoakConfig) -> Iterator[str]:
             models_dir=Path(models),
             face_serve_any_model_name=True,
             request_timeout_s=config.request_timeout_s,
+            search_session_s=config.search_session_s,
         )
         app = build_app(settings)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
@@ -447,6 +449,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--fault-interval", type=float, default=defaults.fault_interval_s, help="seconds between injected faults"
     )
     parser.add_argument("--warmup", type=float, default=None, help="seconds before RSS growth is measured")
+    parser.add_argument(
+        "--search-session",
+        type=float,
+        default=defaults.search_session_s,
+        help="SEARCH_SESSION_S of the soaked worker (0: searches do not hold the scan back)",
+    )
     parser.add_argument("--output", type=Path, default=None, help="also write the JSON report, with samples, here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -456,6 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile=args.profile,
         fault_interval_s=args.fault_interval,
         warmup_s=args.warmup,
+        search_session_s=args.search_session,
     )
     result = run_soak(config)
     if args.output is not None:

@@ -35,7 +35,7 @@ from ml_target.config import Settings
 
 HAILORT_DEFAULT_PRIORITY = 16
 TURN_S = 0.005  # how soon a background network not holding the oldest frame asks again
-BUDGET_SESSIONS = 6.0  # budget: six sessions' worth of holding (a minute at the default 10 s)
+BUDGET_SESSIONS = 30.0  # budget: thirty sessions' worth of holding (five minutes at the default 10 s)
 BUDGET_REFILL = 0.1  # refilled at a tenth of real time: sessions hold the scan <= 10 % of a long run
 
 
