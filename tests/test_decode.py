@@ -7,11 +7,13 @@ import struct
 import threading
 import zlib
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
 from ml_target.errors import BadRequest, PayloadTooLarge
+from ml_target.vision import decode as decode_module
 from ml_target.vision.decode import ImageDecoder, decode_image
 
 LIMIT = 10_000_000
@@ -184,6 +186,69 @@ def test_zero_sized_image_is_a_bad_request(size: tuple[int, int]) -> None:
     # Pillow itself refuses a zero dimension in the header; Immich's explicit check is our backstop.
     with pytest.raises(BadRequest, match=r"zero width or height|Cannot identify the image format"):
         decode_image(png_header(*size), max_pixels=LIMIT)
+
+
+def photo_like(width: int = 333, height: int = 217) -> Image.Image:
+    """Odd-sized, half smooth and half noise: partial MCUs, chroma edges and IDCT clipping all occur."""
+    y, x = np.mgrid[0:height, 0:width]
+    noise = np.random.default_rng(1).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return Image.fromarray(np.where(x[..., None] < width // 2, gradient(width, height), noise).astype(np.uint8))
+
+
+def _exif_rotated() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return encode(photo_like(), "JPEG", exif=exif.tobytes())
+
+
+JPEG_VARIANTS = {
+    **{
+        f"subsampling-{sub}-q{q}": encode(photo_like(), "JPEG", subsampling=sub, quality=q)
+        for sub in (0, 1, 2)
+        for q in (50, 80, 95)
+    },
+    "progressive": encode(photo_like(), "JPEG", progressive=True, quality=80),
+    "optimized-huffman": encode(photo_like(), "JPEG", optimize=True, quality=80),
+    "restart-markers": encode(photo_like(), "JPEG", restart_marker_blocks=4, quality=80),
+    "icc-profile": encode(photo_like(), "JPEG", icc_profile=b"\0" * 200, quality=80),
+    "exif-rotated": _exif_rotated(),
+    "opencv-encoded": cv2.imencode(".jpg", np.asarray(photo_like()))[1].tobytes(),
+    "opencv-progressive": cv2.imencode(".jpg", np.asarray(photo_like()), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes(),
+}
+
+
+@pytest.mark.parametrize("data", JPEG_VARIANTS.values(), ids=JPEG_VARIANTS.keys())
+def test_colour_jpegs_take_libjpeg_turbo_and_match_pillow_exactly(data: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    fast_decodes: list[bool] = []
+    original = decode_module._decode_with_libjpeg
+
+    def spy(data: bytes, full_size: tuple[int, int]) -> np.ndarray | None:
+        pixels = original(data, full_size)
+        fast_decodes.append(pixels is not None)
+        return pixels
+
+    monkeypatch.setattr(decode_module, "_decode_with_libjpeg", spy)
+    immich_sees = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    decoded = decode_image(data, max_pixels=LIMIT)
+    assert fast_decodes == [True]
+    np.testing.assert_array_equal(decoded, immich_sees)
+    assert not decoded.flags.writeable and decoded.flags.c_contiguous
+
+
+def test_corrupt_jpeg_body_with_an_end_marker_decodes_as_pillow_does() -> None:
+    data = bytearray(JPEG_VARIANTS["subsampling-2-q80"])
+    middle = len(data) // 2
+    data[middle : middle + 40] = np.random.default_rng(2).integers(0, 256, 40, dtype=np.uint8).tobytes()
+    immich_sees = np.asarray(Image.open(io.BytesIO(bytes(data))).convert("RGB"))
+    np.testing.assert_array_equal(decode_image(bytes(data), max_pixels=LIMIT), immich_sees)
+
+
+@pytest.mark.parametrize("mode", ["L", "CMYK"])
+def test_greyscale_and_cmyk_jpegs_are_left_to_pillow(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(decode_module, "_decode_with_libjpeg", lambda *_: pytest.fail("took the colour path"))
+    data = encode(photo_like().convert(mode), "JPEG", quality=90)
+    immich_sees = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    np.testing.assert_array_equal(decode_image(data, max_pixels=LIMIT), immich_sees)
 
 
 def test_jpeg_draft_decodes_at_reduced_scale_only_when_asked() -> None:
