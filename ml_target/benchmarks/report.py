@@ -124,7 +124,8 @@ def _held(sessions: Mapping[str, Any]) -> str:
     if not sessions.get("background_held_s"):
         return ""
     return (
-        f"; background held back {_f(sessions['background_held_s'])} s in {sessions['sessions']:g} session(s), "
+        f"; background held back {_f(sessions['background_held_s'])} s, {sessions['sessions']:g} session(s) started "
+        "in the window (one open when the window began is not counted), "
         f"{sessions['starvation_grants']:g} burst(s) let through after waiting half the queue limit"
     )
 

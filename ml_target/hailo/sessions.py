@@ -19,7 +19,7 @@ continuous stream of searches the scan keeps its share instead of waiting for a 
 The scan is slowed only during sessions and never starves: a background frame that has waited
 `starvation_s` goes regardless, so the gate alone never makes Immich's requests fail on
 QUEUE_WAIT_S. And sessions draw on a budget of `budget_s` seconds that refills at `refill`
-seconds per second: a person's minute of searching is fully served, while a client that searches
+seconds per second: a person's five minutes of searching are fully served, while a client that searches
 without pause (a script, many users at once) cannot hold the scan back for more than that share
 of the time; once the budget is spent, searches have scheduler priority only until it has
 refilled by one session.
