@@ -12,16 +12,22 @@ from ml_target.errors import ConfigurationError
 from ml_target.hailo import emulator
 from ml_target.hailo.emulator.models_dir import write_emulated_models
 from ml_target.hailo.runtime import Runtime
-from ml_target.tasks.ocr import create_ocr_handlers
+from ml_target.networks import NETWORKS
+from ml_target.tasks.ocr import OcrRecognition, create_ocr_handlers
+from ml_target.text.ocr_dictionary import load_dictionary
 from ml_target.testing.ocr_networks import ocrspine_file
 from ml_target.testing.ocr_pages import page_accuracy, read_phrases, text_page
 from ml_target.text.ocr_dictionary import DICTIONARY_FILE
+
+FLOAT_COPY = "paddle_ocr_v5_mobile_recognition_float32.hef"
 
 
 @pytest.fixture
 def models(tmp_path: Path) -> Path:
     write_emulated_models(tmp_path)
     shutil.copy(ocrspine_file("ppocr_keys_v5.txt"), tmp_path / DICTIONARY_FILE)
+    # The recogniser again under another name, so the runtime can load it a second time as float32.
+    shutil.copy(tmp_path / "paddle_ocr_v5_mobile_recognition.hef", tmp_path / FLOAT_COPY)
     return tmp_path
 
 
@@ -48,6 +54,26 @@ async def test_portrait_page_through_the_emulated_device(runtime, models: Path) 
     assert counters["paddle_ocr_v5_mobile_detection"]["bursts"] == 1
     rec = counters["paddle_ocr_v5_mobile_recognition"]
     assert rec["frames"] >= len(lines.text) and max(rec["burst_sizes"]) == 8  # crops batched
+
+
+async def test_raw_recogniser_outputs_read_exactly_what_dequantised_ones_read(runtime, models: Path) -> None:
+    """The recogniser hands back uint8 (argmax on the integers, only kept steps dequantised): same
+    texts and the same scores, to the last bit, as with libhailort dequantising every element."""
+    detection, raw_reader = create_ocr_handlers(Settings(models_dir=models), runtime)
+    spec = NETWORKS["paddle_ocr_v5_mobile_recognition"]
+    assert spec.raw_outputs and raw_reader.network.outputs[0].dtype == "uint8"
+    float_network = runtime.load(
+        models / FLOAT_COPY, batch_size=spec.batch_size, priority=spec.priority
+    )
+    assert float_network.outputs[0].dtype == "float32"
+    float_reader = OcrRecognition(float_network, load_dictionary(models / DICTIONARY_FILE))
+    image, phrases = text_page(1440, 1920, 24)
+    boxes = await detection.run(image, detection.parse_options({"minScore": 0.5, "maxResolution": 736}))
+    options = raw_reader.parse_options({"minScore": 0.8})
+    raw, dequantised = await raw_reader.run(image, options, boxes), await float_reader.run(image, options, boxes)
+    assert len(raw.text) >= 0.95 * len(phrases)
+    assert raw.text == dequantised.text
+    assert raw.text_scores.tobytes() == dequantised.text_scores.tobytes()
 
 
 async def test_a_dictionary_one_short_stops_start_up(runtime, models: Path) -> None:

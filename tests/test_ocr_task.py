@@ -192,18 +192,22 @@ def test_model_names(handlers) -> None:
 
 
 class ScriptedRecogniser:
-    """A recogniser `Network` whose output spells `ids` with probability `p`, counting concurrency."""
+    """A recogniser `Network` whose output spells `ids` with probability `p`, counting concurrency.
 
-    def __init__(self, classes: int, ids: list[int], p: float) -> None:
+    `raw`: the output is the uint8 edge itself (QP 1/255), as the runtime hands back raw outputs.
+    """
+
+    def __init__(self, classes: int, ids: list[int], p: float, raw: bool = False) -> None:
         self.name = "scripted"
         self.inputs = (EdgeInfo("in", (48, 320, 3), np.dtype(np.uint8), QuantInfo(1, 0, 0, 255)),)
-        self.outputs = (EdgeInfo("out", (1, 40, classes), np.dtype(np.uint8), QuantInfo(1 / 255, 0, 0, 1)),)
+        dtype = np.uint8 if raw else np.float32
+        self.outputs = (EdgeInfo("out", (1, 40, classes), np.dtype(dtype), QuantInfo(1 / 255, 0, 0, 1)),)
         self.batch_size = 8
         probs = np.zeros((1, 40, classes), np.float32)
         probs[0, :, 0] = 1.0
         for t, i in enumerate(ids):
             probs[0, 2 * t, 0], probs[0, 2 * t, i] = 1 - p, p
-        self.probs = probs
+        self.probs = np.rint(probs * 255).astype(np.uint8) if raw else probs
         self.in_flight = self.max_in_flight = 0
 
     async def infer(self, frame: np.ndarray, *, timeout: float | None = None) -> dict[str, np.ndarray]:
@@ -220,9 +224,10 @@ def detections(count: int, width: int = 400, height: int = 300) -> TextDetection
     return TextDetections(quads, np.full(count, 0.9, np.float32), width, height)
 
 
-async def test_recognition_threshold_is_strict_and_crops_go_concurrently(dictionary) -> None:
+@pytest.mark.parametrize("raw", [False, True], ids=["float32 outputs", "raw uint8 outputs"])
+async def test_recognition_threshold_is_strict_and_crops_go_concurrently(dictionary, raw: bool) -> None:
     ids = [dictionary.index(c) for c in "Hi there"]
-    network = ScriptedRecogniser(len(dictionary), ids, p=0.8)
+    network = ScriptedRecogniser(len(dictionary), ids, p=0.8, raw=raw)
     recognition = OcrRecognition(network, dictionary)
     image = np.full((300, 400, 3), 255, np.uint8)
     kept = await recognition.run(image, recognition.parse_options({"minScore": 0.79}), detections(5))
@@ -243,10 +248,10 @@ def test_dictionary_must_match_the_recogniser_width(dictionary) -> None:
 
 class FakeRuntime:
     def __init__(self) -> None:
-        self.loaded: list[tuple[Path, int, int]] = []
+        self.loaded: list[tuple[Path, int, int, bool]] = []
 
-    def load(self, hef_path: Path, *, batch_size: int, priority: int):
-        self.loaded.append((Path(hef_path), batch_size, priority))
+    def load(self, hef_path: Path, *, batch_size: int, priority: int, raw_outputs: bool = False):
+        self.loaded.append((Path(hef_path), batch_size, priority, raw_outputs))
         detector, recogniser = ocr_networks()
         return detector if "detection" in Path(hef_path).name else recogniser
 
@@ -257,8 +262,8 @@ def test_factory_loads_both_hefs_and_the_dictionary(tmp_path: Path) -> None:
     detection, recognition = create_ocr_handlers(Settings(models_dir=tmp_path), runtime)
     assert (detection.task, detection.type, recognition.type, recognition.depends_on) == ("ocr", "detection", "recognition", "detection")
     assert runtime.loaded == [
-        (tmp_path / "paddle_ocr_v5_mobile_detection.hef", 4, 16),
-        (tmp_path / "paddle_ocr_v5_mobile_recognition.hef", 8, 16),
+        (tmp_path / "paddle_ocr_v5_mobile_detection.hef", 4, 16, False),
+        (tmp_path / "paddle_ocr_v5_mobile_recognition.hef", 8, 16, True),
     ]
     assert recognition.describe()["classes"] == 18385
 

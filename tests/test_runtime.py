@@ -16,6 +16,7 @@ import pytest
 from ml_target.config import Settings
 from ml_target.errors import (
     ConfigurationError,
+    DeviceError,
     DeviceTimeout,
     Overloaded,
     ServiceUnavailable,
@@ -328,3 +329,38 @@ async def test_an_announced_caller_that_never_sends_delays_others_by_the_bound_o
     started = time.monotonic()
     await net.infer(marker(2))  # withdrawn on exit: no wait any more
     assert time.monotonic() - started < ANNOUNCED_GATHER_S
+
+
+async def test_raw_outputs_keep_the_native_type_also_after_a_reconfigure(make_runtime, emu, tmp_path):
+    runtime = make_runtime()
+    net = runtime.load(write_affine(tmp_path, "affine"), batch_size=4, priority=16, raw_outputs=True)
+    assert net.outputs[0].dtype == np.uint16
+    out = (await net.infer(marker(3)))["affine/fc1"]
+    assert out.dtype == np.uint16
+    np.testing.assert_array_equal(net.outputs[0].quant.dequantise(out), expected(marker(3)))
+    emu.fail_next_run_async("affine", status=82)
+    with pytest.raises(DeviceError):
+        await net.infer(marker(1))
+    again = (await net.infer(marker(4)))["affine/fc1"]
+    assert again.dtype == np.uint16 and runtime.stats()["networks"]["affine"]["reconfigures"] == 1
+    np.testing.assert_array_equal(again, expected(marker(4)).astype(np.uint16))
+    with pytest.raises(ConfigurationError, match="output format"):
+        runtime.load(tmp_path / "affine.hef", batch_size=4, priority=16)
+
+
+async def test_raw_outputs_without_a_single_scale_stay_float32(make_runtime, tmp_path):
+    """Per-feature QPs show as an all-zero quant_info: only libhailort can dequantise those."""
+    path = tmp_path / "perfeature.hef"
+    zero = {"scale": 0.0, "zp": 0.0, "min": 0.0, "max": 0.0}
+    write_hef(
+        path,
+        network_group="perfeature",
+        inputs=[{"name": "perfeature/input_layer1", "shape": [WIDTH], "type": "UINT8", "order": "NC", "quant": U8}],
+        outputs=[{"name": "perfeature/fc1", "shape": [WIDTH], "type": "UINT8", "order": "NC", "quant": zero}],
+        compute={"kind": "callable", "name": "runtime_test_affine"},
+        timing_ms={"hailo8": [0, 0]},
+        hw_arch="hailo8",
+        multi_context=False,
+    )
+    net = make_runtime().load(path, batch_size=1, priority=16, raw_outputs=True)
+    assert net.outputs[0].dtype == np.float32

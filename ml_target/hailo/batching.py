@@ -170,6 +170,7 @@ class DeviceNetwork:
         limits: Limits,
         host: Host,
         fill_bursts: bool = True,
+        raw_outputs: bool = False,
         sessions: SearchSessions | None = None,
     ) -> None:
         self.name = name
@@ -180,6 +181,7 @@ class DeviceNetwork:
         self.batch_size = batch_size
         self.priority = priority
         self.fill_bursts = fill_bursts
+        self.raw_outputs = raw_outputs
         self.interactive = is_interactive(priority)
         self._sessions = sessions
         self._gated = sessions is not None and not self.interactive  # asks the sessions gate per burst

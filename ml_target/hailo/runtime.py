@@ -37,7 +37,7 @@ TEMPERATURE_INTERVAL_S = 30.0  # a control call per /ping would be wasteful; the
 REBUILD_BACKOFF_S = (0.1, 0.5, 2.0, 5.0, 15.0)
 ARCH_BY_DEVICE = {"HAILO8_A0": "hailo8", "HAILO8": "hailo8", "HAILO8L": "hailo8l"}
 DEVICE_ARCHITECTURES = ("HAILO8_A0", "HAILO8", "HAILO8L", "HAILO15H", "HAILO15L", "HAILO15M", "HAILO10H")
-USER_DTYPES = {"UINT8": np.uint8, "FLOAT32": np.float32}
+USER_DTYPES = {"UINT8": np.uint8, "UINT16": np.uint16, "FLOAT32": np.float32}
 FETCH_HINT = "Download the HEFs for this device with `python -m ml_target fetch-models` (or set MODELS_DIR)."
 
 
@@ -197,12 +197,17 @@ class Runtime:
 
     # ---- networks ----
 
-    def load(self, hef_path: Path | str, *, batch_size: int, priority: int) -> DeviceNetwork:
-        """Configure a HEF once and return its `Network`; the same path twice returns the same object."""
-        with self._load_lock:
-            return self._load(Path(hef_path), batch_size, priority)
+    def load(
+        self, hef_path: Path | str, *, batch_size: int, priority: int, raw_outputs: bool = False
+    ) -> DeviceNetwork:
+        """Configure a HEF once and return its `Network`; the same path twice returns the same object.
 
-    def _load(self, path: Path, batch_size: int, priority: int) -> DeviceNetwork:
+        `raw_outputs`: outputs come in the edges' native integers instead of dequantised float32.
+        """
+        with self._load_lock:
+            return self._load(Path(hef_path), batch_size, priority, raw_outputs)
+
+    def _load(self, path: Path, batch_size: int, priority: int, raw_outputs: bool) -> DeviceNetwork:
         if not path.is_file():
             raise ConfigurationError(f"HEF file not found: {path}. {FETCH_HINT}")
         if batch_size < 1 or not 0 <= priority <= 31:
@@ -212,13 +217,13 @@ class Runtime:
             existing = self._networks.get(key)
             vdevice = self._vdevice
         if existing is not None:
-            if (existing.batch_size, existing.priority) != (batch_size, priority):
-                raise ConfigurationError(f"{path} is already loaded with another batch size or priority")
+            if (existing.batch_size, existing.priority, existing.raw_outputs) != (batch_size, priority, raw_outputs):
+                raise ConfigurationError(f"{path} is already loaded with another batch size, priority or output format")
             return existing
         if vdevice is None:
             raise ConfigurationError(f"cannot load {path.name}: the Hailo device is down ({self._state_down_reason})")
         try:
-            infer_model, inputs, outputs = self._create_infer_model(vdevice, path, batch_size)
+            infer_model, inputs, outputs = self._create_infer_model(vdevice, path, batch_size, raw_outputs)
             group, multi_context = self._group_info(infer_model, path)
             configured = self._configure(infer_model, batch_size, priority, coalesce=multi_context)
         except ConfigurationError:
@@ -238,6 +243,7 @@ class Runtime:
             limits=self._limits,
             host=self,
             fill_bursts=multi_context,
+            raw_outputs=raw_outputs,
             sessions=self.sessions,
         )
         with self._lock:
@@ -246,8 +252,15 @@ class Runtime:
         network.attach(configured)
         return network
 
-    def _create_infer_model(self, vdevice: Any, path: Path, batch_size: int) -> tuple[Any, tuple[EdgeInfo, ...], tuple[EdgeInfo, ...]]:
-        """create_infer_model + batch + user formats; edges read from the HEF before formats change."""
+    def _create_infer_model(
+        self, vdevice: Any, path: Path, batch_size: int, raw_outputs: bool
+    ) -> tuple[Any, tuple[EdgeInfo, ...], tuple[EdgeInfo, ...]]:
+        """create_infer_model + batch + user formats; edges read from the HEF before formats change.
+
+        Outputs are set to FLOAT32 (libhailort dequantises) unless `raw_outputs`, when they keep the
+        HEF's native type (set explicitly, so the user buffers match it) wherever the HEF gives one
+        positive scale, so that callers can dequantise and order values by the raw integers.
+        """
         infer_model = vdevice.create_infer_model(str(path))
         infer_model.set_batch_size(batch_size)
         float32 = self._hp.FormatType.FLOAT32
@@ -261,8 +274,12 @@ class Runtime:
         for stream in infer_model.outputs:
             if getattr(stream, "is_nms", False):
                 raise ConfigurationError(f"{path.name}: on-chip NMS outputs ({stream.name}) are not supported")
-            stream.set_format_type(float32)
-            outputs.append(_edge(stream, "FLOAT32"))
+            # An all-zero QP means per-feature scales (hailort.md §4): only libhailort can dequantise.
+            user = enum_name(stream.format.type) if raw_outputs and _quant(stream).scale > 0 else "FLOAT32"
+            if user not in USER_DTYPES:
+                raise ConfigurationError(f"{path.name}: output {stream.name} has unsupported type {user}")
+            stream.set_format_type(getattr(self._hp.FormatType, user))
+            outputs.append(_edge(stream, user))
         return infer_model, tuple(inputs), tuple(outputs)
 
     def _configure(self, infer_model: Any, batch_size: int, priority: int, *, coalesce: bool) -> Any:
@@ -301,7 +318,7 @@ class Runtime:
             vdevice = self._vdevice
         if vdevice is None:
             raise ServiceUnavailable("the Hailo device is down")
-        infer_model, _, _ = self._create_infer_model(vdevice, network.path, network.batch_size)
+        infer_model, _, _ = self._create_infer_model(vdevice, network.path, network.batch_size, network.raw_outputs)
         configured = self._configure(infer_model, network.batch_size, network.priority, coalesce=network.fill_bursts)
         with self._lock:
             self._infer_models[network.name] = infer_model
@@ -362,7 +379,7 @@ class Runtime:
         built: list[tuple[DeviceNetwork, Any, Any]] = []
         try:
             for network in networks:
-                infer_model, _, _ = self._create_infer_model(vdevice, network.path, network.batch_size)
+                infer_model, _, _ = self._create_infer_model(vdevice, network.path, network.batch_size, network.raw_outputs)
                 configured = self._configure(
                     infer_model, network.batch_size, network.priority, coalesce=network.fill_bursts
                 )

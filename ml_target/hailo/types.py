@@ -22,6 +22,10 @@ class QuantInfo:
     min: float
     max: float
 
+    def dequantise(self, q: np.ndarray) -> np.ndarray:
+        """float32 values of raw edge integers, computed as libhailort does: (q - zp) * scale in float32."""
+        return (q.astype(np.float32) - np.float32(self.zp)) * np.float32(self.scale)
+
 
 @dataclass(frozen=True)
 class EdgeInfo:
@@ -38,8 +42,9 @@ class Network(Protocol):
 
     `infer` takes one frame: a single array when the network has one input, else a mapping from
     input edge name to array. Inputs on 8-bit edges are uint8; inputs on 16-bit edges are float32
-    (HailoRT quantises them with the edge's QP). It returns float32 arrays, dequantised, keyed by
-    output edge name, shaped as `outputs[i].shape`. Concurrent calls are batched into device bursts;
+    (HailoRT quantises them with the edge's QP). It returns arrays keyed by output edge name, shaped
+    as `outputs[i].shape`, of dtype `outputs[i].dtype`: float32, dequantised, unless the network was
+    loaded with raw outputs, whose native integers the caller dequantises with `outputs[i].quant`. Concurrent calls are batched into device bursts;
     each caller gets its own frame's results.
     """
 

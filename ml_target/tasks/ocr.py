@@ -185,6 +185,9 @@ class OcrRecognition:
         self.long_lines = long_lines
         self._output = network.outputs[0]
         check_class_count(dictionary, self._output.shape[-1])
+        # Raw outputs (`NetworkSpec.raw_outputs`): CTC takes the argmax of the integers and
+        # dequantises only the kept steps, not 40 x 18385 values per window.
+        self._dequantise = None if self._output.dtype == np.float32 else self._output.quant.dequantise
         self.dictionary = dictionary
         height, width = network.inputs[0].shape[:2]
         self._size = (height, width)
@@ -242,7 +245,7 @@ class OcrRecognition:
             """One window's best path; its (large) class probabilities are dropped at once."""
             async with slots:
                 probs = (await self.network.infer(frame))[self._output.name]
-            return await asyncio.to_thread(greedy_path, probs.reshape(-1, probs.shape[-1]))
+            return await asyncio.to_thread(greedy_path, probs.reshape(-1, probs.shape[-1]), self._dequantise)
 
         reads = [asyncio.ensure_future(read(w.frame)) for line in lines for w in line]
         try:
@@ -270,7 +273,12 @@ def create_ocr_handlers(settings: Settings, runtime: Any) -> tuple[OcrDetection,
     for hef in (DETECTOR_HEF, RECOGNISER_HEF):
         spec = NETWORKS[hef]
         networks.append(
-            runtime.load(settings.models_dir / f"{hef}.hef", batch_size=spec.batch_size, priority=spec.priority)
+            runtime.load(
+                settings.models_dir / f"{hef}.hef",
+                batch_size=spec.batch_size,
+                priority=spec.priority,
+                raw_outputs=spec.raw_outputs,
+            )
         )
     dictionary = load_dictionary(settings.models_dir / DICTIONARY_FILE)
     return OcrDetection(networks[0]), OcrRecognition(networks[1], dictionary)

@@ -2,7 +2,8 @@
 
 They satisfy the `Network` protocol the OCR task uses, with what matters of the Hailo networks:
 the fixed input sizes of `ml_target.networks`, the in-network normalisation, and 8-bit quantised
-outputs (probabilities in steps of 1/255). Tests of the task use them without the runtime; the
+outputs (probabilities in steps of 1/255), handed back as the runtime does: raw uint8 for a
+network with `raw_outputs`, else dequantised float32. Tests of the task use them without the runtime; the
 emulator runs the same weights behind the real runtime.
 """
 
@@ -36,15 +37,14 @@ def _session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _edge_info(spec: NetworkSpec, edge: Edge) -> EdgeInfo:
+def _edge_info(spec: NetworkSpec, edge: Edge, dtype: type[np.generic]) -> EdgeInfo:
     q = edge.quant
-    return EdgeInfo(spec.vstream(edge), edge.shape, np.dtype(np.uint8), QuantInfo(q.scale, q.zp, q.min, q.max))
+    return EdgeInfo(spec.vstream(edge), edge.shape, np.dtype(dtype), QuantInfo(q.scale, q.zp, q.min, q.max))
 
 
 def _quantise_u8(values: np.ndarray, quant: QuantInfo) -> np.ndarray:
-    """What a UINT8 output edge hands back: clipped, rounded half to even, dequantised."""
-    q = np.clip(np.rint(values / quant.scale + quant.zp), 0, 255)
-    return ((q - quant.zp) * quant.scale).astype(np.float32)
+    """The raw values of a UINT8 output edge: clipped, rounded half to even."""
+    return np.clip(np.rint(values / quant.scale + quant.zp), 0, 255).astype(np.uint8)
 
 
 class OnnxOcrNetwork:
@@ -53,8 +53,9 @@ class OnnxOcrNetwork:
     def __init__(self, hef: str, onnx_path: Path) -> None:
         self.spec = NETWORKS[hef]
         self.name = self.spec.group
-        self.inputs = tuple(_edge_info(self.spec, e) for e in self.spec.inputs)
-        self.outputs = tuple(_edge_info(self.spec, e) for e in self.spec.outputs)
+        self.inputs = tuple(_edge_info(self.spec, e, np.uint8) for e in self.spec.inputs)
+        output_type = np.uint8 if self.spec.raw_outputs else np.float32
+        self.outputs = tuple(_edge_info(self.spec, e, output_type) for e in self.spec.outputs)
         self.batch_size = self.spec.batch_size
         self.calls = 0
         self._session = _session(onnx_path)
@@ -72,7 +73,8 @@ class OnnxOcrNetwork:
         out = self.outputs[0]
         if y.ndim == 4:  # detector: (1, 1, H, W) -> (H, W, 1)
             y = y[0].transpose(1, 2, 0)
-        return {out.name: _quantise_u8(y.reshape(out.shape), out.quant)}
+        raw = _quantise_u8(y.reshape(out.shape), out.quant)
+        return {out.name: raw if self.spec.raw_outputs else out.quant.dequantise(raw)}
 
 
 def ocr_networks() -> tuple[OnnxOcrNetwork, OnnxOcrNetwork]:

@@ -8,6 +8,7 @@ their time-step index so that a long line read in overlapping windows can be sti
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,15 +25,22 @@ class CtcPath:
     steps: np.ndarray  # (K,) time-step index of each kept step (line pixels once windows are merged)
 
 
-def greedy_path(probs: np.ndarray) -> CtcPath:
-    """Best path through (T, C) per-step class probabilities, repeats collapsed, blanks dropped."""
+def greedy_path(probs: np.ndarray, dequantise: Callable[[np.ndarray], np.ndarray] | None = None) -> CtcPath:
+    """Best path through (T, C) per-step class probabilities, repeats collapsed, blanks dropped.
+
+    `probs` may be the device's raw integers with `dequantise` mapping them to probabilities: the
+    mapping is increasing, so the argmax is the same, and only the kept steps are dequantised.
+    """
     if probs.ndim != 2:
         raise ValueError(f"expected (time steps, classes) probabilities, got shape {probs.shape}")
     best = probs.argmax(axis=1)
     keep = best != BLANK_CLASS
     keep[1:] &= best[1:] != best[:-1]
     steps = np.flatnonzero(keep)
-    return CtcPath(classes=best[steps], probs=probs[steps, best[steps]].astype(np.float64), steps=steps)
+    kept = probs[steps, best[steps]]
+    if dequantise is not None:
+        kept = dequantise(kept)
+    return CtcPath(classes=best[steps], probs=kept.astype(np.float64), steps=steps)
 
 
 def path_text(classes: np.ndarray, table: tuple[str, ...]) -> str:
