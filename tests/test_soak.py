@@ -28,7 +28,7 @@ ALLOCATOR = {"MALLOC_ARENA_MAX": "2"}
 def test_soak_serves_recovers_and_does_not_grow(tmp_path: Path) -> None:
     output = tmp_path / "soak.json"
     command = [sys.executable, "-m", "ml_target.benchmarks.soak", "--seconds", str(SECONDS)]
-    # RSS is still settling (pools, arenas, ONNX Runtime's allocator) during the first minute.
+    # RSS is still settling (thread pools, malloc arenas, model sessions) during the first minute.
     command += ["--fault-interval", "15", "--warmup", str(min(60.0, SECONDS / 2)), "--output", str(output)]
     # Two of nine soak requests are searches: with search sessions the whole run would be one
     # session and the scan would barely move, leaving too little traffic to judge memory growth.

@@ -33,6 +33,7 @@ def ocrspine_file(name: str) -> Path:
 def _session(path: Path) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
+    options.enable_cpu_mem_arena = False
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 

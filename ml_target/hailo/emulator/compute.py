@@ -94,6 +94,7 @@ def _session(path: Path):
             options = ort.SessionOptions()
             options.intra_op_num_threads = 1
             options.inter_op_num_threads = 1
+            options.enable_cpu_mem_arena = False
             options.log_severity_level = 3
             try:
                 _sessions[key] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -1,0 +1,41 @@
+"""How the soak judges memory: growth of the quiet RSS level, not of whatever burst a window caught."""
+
+from __future__ import annotations
+
+from ml_target.benchmarks.soak import SoakConfig, _Run, _Sample, report
+
+CONFIG = SoakConfig(seconds=120.0, warmup_s=60.0, sample_interval_s=2.0)
+
+
+def _run(rss_at) -> _Run:
+    run = _Run(started=0.0)
+    run.samples = [_Sample(t=float(t), rss_mb=rss_at(t), threads=24, fds=34, requests=t) for t in range(0, 121, 2)]
+    return run
+
+
+def _sawtooth(t: int, floor: float = 650.0) -> float:
+    """A quiet level with a backlog burst (+40%) every 10 s, for 2 of every 5 samples."""
+    return floor * 1.4 if t % 10 in (0, 2) else floor
+
+
+def test_bursts_over_a_flat_level_are_not_growth() -> None:
+    result = report(CONFIG, _run(_sawtooth), wall_s=120.0)
+
+    assert result["rss_mb"]["after_warmup"] == 650.0
+    assert result["rss_mb"]["end"] == 650.0
+    assert result["rss_mb"]["max"] == 910.0
+    assert result["rss_mb"]["growth_after_warmup_pct"] == 0.0
+
+
+def test_a_burst_in_the_first_window_does_not_hide_a_leak() -> None:
+    """The quiet level grows 0.25% per second after the warm-up (15% by the end) and a backlog
+    burst fills four of the first window's six samples, which would lift its median above the end's."""
+
+    def leaking(t: int) -> float:
+        floor = 650.0 * (1 + 0.0025 * max(0, t - 60))
+        return floor * 1.4 if 60 <= t <= 66 or t % 10 in (0, 2) else floor
+
+    result = report(CONFIG, _run(leaking), wall_s=120.0)
+
+    assert 10.0 < result["rss_mb"]["growth_after_warmup_pct"] < 15.0
+    assert result["passed"] is False
