@@ -14,7 +14,7 @@ from PIL import Image
 
 from ml_target.errors import BadRequest, PayloadTooLarge
 from ml_target.vision import decode as decode_module
-from ml_target.vision.decode import ImageDecoder, decode_image
+from ml_target.vision.decode import ImageDecoder, decode_image, decode_reduced
 
 LIMIT = 10_000_000
 
@@ -222,8 +222,8 @@ def test_colour_jpegs_take_libjpeg_turbo_and_match_pillow_exactly(data: bytes, m
     fast_decodes: list[bool] = []
     original = decode_module._decode_with_libjpeg
 
-    def spy(data: bytes, full_size: tuple[int, int]) -> np.ndarray | None:
-        pixels = original(data, full_size)
+    def spy(data: bytes, scale: int, size: tuple[int, int]) -> np.ndarray | None:
+        pixels = original(data, scale, size)
         fast_decodes.append(pixels is not None)
         return pixels
 
@@ -233,6 +233,33 @@ def test_colour_jpegs_take_libjpeg_turbo_and_match_pillow_exactly(data: bytes, m
     assert fast_decodes == [True]
     np.testing.assert_array_equal(decoded, immich_sees)
     assert not decoded.flags.writeable and decoded.flags.c_contiguous
+
+
+@pytest.mark.parametrize(
+    "draft_size, scale", [((400, 300), 1), ((300, 200), 1), ((160, 100), 2), ((80, 54), 4), ((40, 27), 8)]
+)
+@pytest.mark.parametrize("data", JPEG_VARIANTS.values(), ids=JPEG_VARIANTS.keys())
+def test_reduced_colour_jpegs_take_libjpeg_turbo_and_match_pillows_draft(
+    data: bytes, draft_size: tuple[int, int], scale: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """photo_like() is 333x217, so each requested size picks a different DCT scale."""
+    scales: list[int] = []
+    original = decode_module._decode_with_libjpeg
+
+    def spy(data: bytes, scale: int, size: tuple[int, int]) -> np.ndarray | None:
+        pixels = original(data, scale, size)
+        scales.append(scale if pixels is not None else 0)
+        return pixels
+
+    monkeypatch.setattr(decode_module, "_decode_with_libjpeg", spy)
+    pillow = Image.open(io.BytesIO(data))
+    pillow.draft("RGB", draft_size)
+    pillow_sees = np.asarray(pillow.convert("RGB"))
+    reduced = decode_reduced(data, max_pixels=LIMIT, min_size=draft_size)
+    assert scales == [scale]
+    assert pillow_sees.shape == (-(-217 // scale), -(-333 // scale), 3)
+    np.testing.assert_array_equal(reduced.pixels, pillow_sees)
+    assert reduced.full_size == (217, 333)
 
 
 def test_corrupt_jpeg_body_with_an_end_marker_decodes_as_pillow_does() -> None:

@@ -30,7 +30,8 @@ def immich_crop(image: Image.Image, size: int) -> Image.Image:
         resized = (size, int(height / width * size))
     else:
         resized = (int(width / height * size), size)
-    image = image.resize(resized, Image.Resampling.BICUBIC)
+    # Immich pins Pillow < 11, which always resamples horizontally first; Pillow 13 may not.
+    image = image.resize((resized[0], height), Image.Resampling.BICUBIC).resize(resized, Image.Resampling.BICUBIC)
     left, top = int(resized[0] / 2 - size / 2), int(resized[1] / 2 - size / 2)
     return image.crop((left, top, left + size, top + size))
 

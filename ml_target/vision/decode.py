@@ -14,14 +14,15 @@ WebP preview):
 Decoding is CPU work of tens of milliseconds, so `ImageDecoder` runs it in a thread pool and the
 event loop (and `/ping`) stays responsive.
 
-Full-size baseline and progressive colour JPEGs (every preview Immich sends) are decoded by OpenCV's
-libjpeg-turbo straight into a numpy array: the same library and the same defaults (integer IDCT,
-smooth chroma upsampling) as Pillow's, so the pixels are identical (tests compare them), in about
-60% of the time, and without Pillow's `tobytes` copy, which holds the GIL for several milliseconds
-per preview and stalls the event loop under load. Pillow still reads the header first (format,
-mode, size budget) and decodes everything else: other formats, greyscale and CMYK JPEGs, MPO,
-reduced-scale drafts, and any JPEG that does not end in an EOI marker, so a truncated upload is
-refused with Pillow's message instead of being padded with grey as libjpeg would.
+Baseline and progressive colour JPEGs (every preview Immich sends) are decoded by OpenCV's
+libjpeg-turbo straight into a numpy array, at full size or at the DCT scale Pillow's `draft` chose:
+the same library and the same defaults (integer IDCT, smooth chroma upsampling) as Pillow's, so the
+pixels are identical (tests compare them), in about 60% of the time at full size, and without
+Pillow's `tobytes` copy, which holds the GIL for several milliseconds per preview and stalls the
+event loop under load. Pillow still reads the header first (format, mode, size budget, draft scale)
+and decodes everything else: other formats, greyscale and CMYK JPEGs, MPO, and any JPEG that does
+not end in an EOI marker, so a truncated upload is refused with Pillow's message instead of being
+padded with grey as libjpeg would.
 
 `decode_reduced` serves tasks whose network input is far smaller than the upload (CLIP's 224 px
 crop of a 1440 px preview): libjpeg decodes at 1/2, 1/4 or 1/8 scale straight from the DCT
@@ -50,6 +51,14 @@ _FORMAT_LIST = "JPEG, WebP, PNG, GIF, TIFF or BMP"
 _JPEG_END = b"\xff\xd9"
 # Colour as stored (no EXIF rotation, like Pillow without `exif_transpose`), channels in RGB order.
 _LIBJPEG_FLAGS = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION
+# OpenCV's IMREAD_REDUCED_GRAYSCALE_n flags are only the 1/n scale bit (greyscale is no bit), so
+# they combine with IMREAD_COLOR_RGB; the REDUCED_COLOR ones would also set BGR colour.
+_LIBJPEG_SCALES = {
+    1: 0,
+    2: cv2.IMREAD_REDUCED_GRAYSCALE_2,
+    4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
+    8: cv2.IMREAD_REDUCED_GRAYSCALE_8,
+}
 
 
 @dataclass(frozen=True)
@@ -100,12 +109,14 @@ def _decode(data: bytes, max_pixels: int, draft_size: tuple[int, int] | None) ->
     with image:
         _check_size(image.width, image.height, max_pixels)
         full_size = (image.height, image.width)
-        if draft_size is None and _is_plain_colour_jpeg(image, data):
-            pixels = _decode_with_libjpeg(data, full_size)
+        scale = 1
+        if draft_size is not None and image.format in _JPEG_FORMATS:
+            image.draft("RGB", draft_size)  # reads nothing: sets the scale and image.size
+            scale = _draft_scale(full_size, draft_size)
+        if _is_plain_colour_jpeg(image, data):
+            pixels = _decode_with_libjpeg(data, scale, (image.height, image.width))
             if pixels is not None:
                 return ReducedImage(_read_only(pixels), full_size)
-        if draft_size is not None and image.format in _JPEG_FORMATS:
-            image.draft("RGB", draft_size)
         try:
             image.load()
             return ReducedImage(_read_only(to_rgb(image)), full_size)
@@ -120,15 +131,24 @@ def _is_plain_colour_jpeg(image: Image.Image, data: bytes) -> bool:
     return image.format == "JPEG" and image.mode == "RGB" and data.endswith(_JPEG_END)
 
 
-def _decode_with_libjpeg(data: bytes, full_size: tuple[int, int]) -> np.ndarray | None:
-    """Pixels from OpenCV's libjpeg-turbo with the GIL released; None lets Pillow decode (and explain)."""
+def _decode_with_libjpeg(data: bytes, scale: int, size: tuple[int, int]) -> np.ndarray | None:
+    """Pixels at 1/`scale`, of (height, width) `size` as Pillow would decode them, from OpenCV's
+    libjpeg-turbo with the GIL released; None lets Pillow decode (and explain)."""
     try:
-        pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), _LIBJPEG_FLAGS)
+        pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), _LIBJPEG_FLAGS | _LIBJPEG_SCALES[scale])
     except cv2.error:
         return None
-    if pixels is None or pixels.shape != (*full_size, 3):
+    if pixels is None or pixels.shape != (*size, 3):
         return None
     return pixels
+
+
+def _draft_scale(full_size: tuple[int, int], draft_size: tuple[int, int]) -> int:
+    """The DCT scale Pillow's `draft` picks: the largest of 8, 4, 2 that keeps both sides of the
+    (height, width) image at least the requested (width, height), else 1 (also for an image
+    smaller than requested)."""
+    ratio = min(full_size[1] // draft_size[0], full_size[0] // draft_size[1])
+    return next((scale for scale in (8, 4, 2) if ratio >= scale), 1)
 
 
 def _check_size(width: int, height: int, max_pixels: int) -> None:
