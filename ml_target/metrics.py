@@ -8,7 +8,7 @@ The runtime's health dict is read with these optional keys (missing ones are ski
 `state` ("healthy" | "degraded" | "down"), `device` ("hailort" | "emulator"), `temperature_c`
 (float), `rebuilds` (int), `search_sessions` (`ml_target.hailo.sessions.SearchSessions.stats`),
 and `networks`: {name: {"state": "ready" | ..., "frames", "bursts",
-"busy_s", "queue_wait_s", "errors", "timeouts", "overloaded", "reconfigures" (running totals),
+"busy_s", "queue_wait_s", "errors", "timeouts", "overloaded", "reconfigures", "retried" (running totals),
 "queue_depth", "inflight_frames" (current), "max_queue_wait_s" (longest so far), "batch_sizes":
 {size: count}}}.
 """
@@ -39,6 +39,7 @@ _NETWORK_COUNTERS = (
     ("timeouts", "ml_target_network_timeouts", "Inferences past their deadline, per network"),
     ("overloaded", "ml_target_network_overloaded", "Frames refused because the queue was full, per network"),
     ("reconfigures", "ml_target_network_reconfigures", "Model re-configurations after failures, per network"),
+    ("retried", "ml_target_network_retried", "Frames resubmitted after a re-configure caught them in flight"),
 )
 _NETWORK_GAUGES = (
     ("queue_depth", "ml_target_network_queue_depth", "Frames waiting for the device, per network"),

@@ -65,6 +65,25 @@ async def test_failed_bursts_fail_their_callers_only_and_recover(make_runtime, e
     assert runtime.stats()["networks"]["affine"]["errors"] == 2
 
 
+async def test_frames_caught_in_flight_by_a_reconfigure_are_served_on_the_new_model(make_runtime, emu, tmp_path):
+    """Two bursts in flight and the first fails: its callers get the error, while the second
+    burst's callers, caught in flight by the re-configure, are resubmitted and get their results."""
+    runtime = make_runtime(hailo_emulator_profile="hailo8")
+    net = runtime.load(write_affine(tmp_path, "affine", timing=(40.0, 0.5)), batch_size=2, priority=16)
+    await ok(net)
+    emu.fail_bursts("affine", count=1, status=8)
+    results = await asyncio.gather(*(net.infer(marker(i)) for i in range(4)), return_exceptions=True)
+    failed = [r for r in results if isinstance(r, BaseException)]
+    assert 1 <= len(failed) <= 2 and all(isinstance(e, DeviceError) for e in failed), failed
+    assert not any("re-configured" in str(e) for e in failed), failed
+    for i, result in enumerate(results):
+        if not isinstance(result, BaseException):
+            np.testing.assert_array_equal(result["affine/fc1"], expected(marker(i)))
+    stats = runtime.stats()["networks"]["affine"]
+    assert stats["retried"] == 4 - len(failed) and stats["reconfigures"] == 1
+    await ok(net)
+
+
 async def test_repeated_failures_escalate_to_a_device_rebuild(make_runtime, emu, tmp_path):
     runtime = make_runtime()
     net = runtime.load(write_affine(tmp_path, "affine"), batch_size=4, priority=16)

@@ -102,6 +102,7 @@ class _Request:
     loop: asyncio.AbstractEventLoop
     enqueued: float
     abandoned: bool = False
+    retried: bool = False  # resubmitted once after a re-configure caught it in flight
 
 
 @dataclass(eq=False)
@@ -133,6 +134,7 @@ class _Stats:
     timeouts: int = 0
     overloaded: int = 0
     reconfigures: int = 0
+    retried: int = 0
     last_error: str | None = None
     last_error_at: float | None = None
 
@@ -348,6 +350,7 @@ class DeviceNetwork:
                 "timeouts": s.timeouts,
                 "overloaded": s.overloaded,
                 "reconfigures": s.reconfigures,
+                "retried": s.retried,
                 "last_error": s.last_error,
                 "last_error_age_s": None if s.last_error_at is None else time.monotonic() - s.last_error_at,
             }
@@ -546,16 +549,30 @@ class DeviceNetwork:
             _settle(request, error=error)
 
     def _reconfigure(self) -> None:
-        """Replace a shut-down configured model; its in-flight callers fail, later callers succeed."""
+        """Replace a shut-down configured model; later callers succeed.
+
+        The failed burst's callers have had their error already. Frames of other bursts still in
+        flight are collateral (a late deadline can fire after the network looked healthy again),
+        so each is queued again, first in line and with fresh output buffers since the aborted job
+        may still write the old ones; a frame caught a second time fails.
+        """
         with self._submit_lock:
             with self._cond:
                 if self._detached or self._closing:
                     return
                 old, self._configured = self._configured, None
                 self._generation += 1
-                dead = [r for b in self._inflight.values() for r in b.requests]
+                caught = [r for b in self._inflight.values() for r in b.requests if not r.abandoned]
                 self._release_grants(list(self._inflight.values()))
                 self._inflight.clear()
+                dead = [r for r in caught if r.retried]
+                again = [r for r in caught if not r.retried]
+                for request in again:
+                    request.retried = True
+                    request.outputs = output_buffers(self.outputs)
+                self._pending.extendleft(reversed(again))
+                self._stats.retried += len(again)
+                self._report_waiting()
             self._fail_requests(dead, DeviceError(f"{self.name}: the model was re-configured after a failure"))
             if old is not None:
                 self._host.release_configured(old)
