@@ -238,3 +238,36 @@ def test_squash_instead_of_crop_is_caught(rig):
         return np.stack([o[visual.output.name].ravel() / np.linalg.norm(o[visual.output.name]) for o in outputs])
 
     assert cosines(asyncio.run(squashed()), rig.reference_images()).max() < WRONG
+
+
+def test_the_start_up_probe_reads_the_cut_of_the_real_architecture(rig):
+    """The cut probe (`ml_target.text.cut_probe`) on the real transformers architecture, quantised
+    like the HEF: it must find every declared property definitively, and agree with it."""
+    _, textual = rig.handlers()
+    tokenizer, weights = textual.encoder.tokenizer, textual.encoder.weights
+    evidence = asyncio.run(_probe(textual.network, rig.backend, weights, tokenizer))
+    assert evidence.positions == rig.backend.text_cut.positions
+    assert evidence.stage is not None and evidence.contradictions == ()
+    assert evidence.resolved == rig.backend.text_cut
+
+
+def test_the_probe_corrects_a_wrong_declaration_of_the_real_architecture(rig):
+    """Declared the other way round (positions and stage), the probe follows the network, and the
+    resolved cut reproduces the reference model."""
+    cut = rig.backend.text_cut
+    wrong = dataclasses.replace(
+        cut, positions="host", final_layer_norm=not cut.final_layer_norm,
+    )
+    wrong_backend = dataclasses.replace(rig.backend, text_cut=wrong)
+    image = rig.runtime.load(rig.models_dir / f"{rig.backend.image_hef}.hef", batch_size=8, priority=16)
+    text = rig.runtime.load(rig.models_dir / f"{rig.backend.text_hef}.hef", batch_size=8, priority=24)
+    _, textual = clip_handlers(wrong_backend, image, text, rig.backend.host_dir(rig.models_dir), probe_cut=True)
+    assert textual.encoder.cut == cut
+    assert any("added twice" in c for c in textual.cut_evidence.contradictions)
+    assert cosines(text_vectors(textual), rig.reference_text()).min() >= QUANTISED
+
+
+async def _probe(network, backend, weights, tokenizer):
+    from ml_target.tasks.clip import _probe_cut
+
+    return await _probe_cut(backend, network, weights, tokenizer)

@@ -1,7 +1,7 @@
 """The ("clip", "visual") and ("clip", "textual") handlers on the emulated device, every backend.
 
-The models directory holds the emulator's synthetic Model Zoo HEFs and the stand-in host assets of
-`write_emulated_clip_assets`, loaded through the real runtime by `create_clip_handlers`.
+The models directory holds the emulator's Model Zoo HEFs with the colour-aware CLIP stand-ins of
+`clip_stand_in` (HEFs and host files), loaded through the real runtime by `create_clip_handlers`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ml_target.hailo.runtime import Runtime
 from ml_target.hailo.types import EdgeInfo, QuantInfo
 from ml_target.networks import TEXT_PRIORITY
 from ml_target.tasks.clip import ClipVisualHandler, create_clip_handlers
-from ml_target.testing.clip_emulation import write_emulated_clip_assets
+from ml_target.testing.clip_stand_in import write_emulated_clip_models, write_host_assets
 
 IMAGE = np.random.default_rng(1).integers(0, 256, (300, 451, 3), dtype=np.uint8)
 
@@ -29,7 +29,7 @@ IMAGE = np.random.default_rng(1).integers(0, 256, (300, 451, 3), dtype=np.uint8)
 def models_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("models")
     write_emulated_models(directory, onnx_ocr=False)
-    write_emulated_clip_assets(directory)
+    write_emulated_clip_models(directory)
     return directory
 
 
@@ -148,7 +148,7 @@ def test_text_encoders_load_with_the_higher_priority(models_dir):
 
 
 def test_missing_hef_names_the_file_and_how_to_fetch_it(tmp_path):
-    write_emulated_clip_assets(tmp_path)
+    write_host_assets(tmp_path, "clip_vit_b_32")
     with pytest.raises(ConfigurationError, match=r"clip_vit_b_32_image_encoder\.hef is missing: download it with `ml-target fetch-models`"):
         create_clip_handlers(settings(tmp_path), RecordingRuntime())
 

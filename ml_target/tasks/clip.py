@@ -10,10 +10,13 @@ in-network), L2. Text: the backend's declared cut around the text HEF (`ml_targe
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import dataclasses
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -23,11 +26,17 @@ from ml_target.errors import BadRequest, ConfigurationError, DeviceError
 from ml_target.hailo.types import EdgeInfo, Network
 from ml_target.networks import NetworkSpec
 from ml_target.results import Embedding
+from ml_target.text.clean import clean_text
+from ml_target.text.cut_probe import PROBE_QUERIES, CutEvidence, ProbeInputs, probe_text_cut
 from ml_target.text.encoder import HostTextEncoder
-from ml_target.text.host_weights import EXPORT_HINT, load_host_weights
+from ml_target.text.host_weights import EXPORT_HINT, TextHostWeights, load_host_weights
 from ml_target.text.tokenizer import ImmichTokenizer
 from ml_target.vision.clip_transform import clip_crop
 from ml_target.vision.decode import ReducedImage
+
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Runtime(Protocol):
@@ -147,9 +156,11 @@ class ClipTextualHandler(_ClipHandler):
         *,
         serve_any_model_name: bool = False,
         timeout: float | None = None,
+        cut_evidence: CutEvidence | None = None,
     ) -> None:
         super().__init__(backend, network, serve_any_model_name=serve_any_model_name, timeout=timeout)
         self.encoder = encoder
+        self.cut_evidence = cut_evidence
         edge = _only_edge(network.inputs, "input", network)
         if tuple(edge.shape) != encoder.input_shape or tuple(self.output.shape) != encoder.output_shape:
             raise ConfigurationError(f"{network.name}: edges do not match the host text encoder of {backend.id}")
@@ -159,6 +170,11 @@ class ClipTextualHandler(_ClipHandler):
         language = _options(options).get("language")
         if language is not None and not isinstance(language, str):
             raise BadRequest(f"clip option language must be a string, got {language!r}")
+
+    def describe(self) -> dict[str, Any]:
+        cut = dataclasses.asdict(self.encoder.cut)
+        probe = self.cut_evidence.to_dict() if self.cut_evidence else None
+        return {**super().describe(), "text_cut": cut, "text_cut_probe": probe}
 
     async def run(self, payload: np.ndarray | str, options: Any, upstream: Any | None) -> Embedding:
         frame, tokens = self.encoder.prepare(payload)
@@ -174,12 +190,22 @@ def clip_handlers(
     *,
     serve_any_model_name: bool = False,
     timeout: float | None = None,
+    probe_cut: bool = False,
 ) -> tuple[ClipVisualHandler, ClipTextualHandler]:
-    """Both handlers of `backend` on already loaded networks, with host text assets from `host_dir`."""
+    """Both handlers of `backend` on already loaded networks, with host text assets from `host_dir`.
+
+    `probe_cut`: measure where the text HEF's cut lies (`ml_target.text.cut_probe`) and follow the
+    measurement where it is definitive, instead of trusting the catalog's declaration alone.
+    """
     weights = load_host_weights(host_dir, backend=backend.id)
     tokenizer = ImmichTokenizer.from_files(host_dir, context_length=backend.context_length, eos_token=backend.eos_token)
     text_in = _only_edge(text_network.inputs, "input", text_network)
     text_out = _only_edge(text_network.outputs, "output", text_network)
+    evidence = None
+    if probe_cut:
+        evidence = _run_blocking(lambda: _probe_cut(backend, text_network, weights, tokenizer))
+        _log_evidence(backend, evidence)
+        backend = dataclasses.replace(backend, text_cut=evidence.resolved)
     encoder = HostTextEncoder(
         backend.text_cut,
         weights,
@@ -192,8 +218,65 @@ def clip_handlers(
     options = {"serve_any_model_name": serve_any_model_name, "timeout": timeout}
     return (
         ClipVisualHandler(backend, image_network, **options),
-        ClipTextualHandler(backend, text_network, encoder, **options),
+        ClipTextualHandler(backend, text_network, encoder, **options, cut_evidence=evidence),
     )
+
+
+async def _probe_cut(
+    backend: ClipBackend, network: Network, weights: TextHostWeights, tokenizer: ImmichTokenizer
+) -> CutEvidence:
+    output = _only_edge(network.outputs, "output", network)
+
+    async def run(frame: np.ndarray) -> np.ndarray:
+        return (await network.infer(frame))[output.name]
+
+    queries = tuple(tokenizer.encode(clean_text(q, canonicalize=backend.canonicalize)).ids for q in PROBE_QUERIES)
+    inputs = ProbeInputs(
+        context=backend.context_length,
+        input_shape=tuple(_only_edge(network.inputs, "input", network).shape),
+        output_shape=tuple(output.shape),
+        pad_id=tokenizer.pad_id,
+        query_ids=queries,
+    )
+    try:
+        return await probe_text_cut(run, backend.text_cut, weights, inputs, tokenizer_family=backend.tokenizer)
+    except (DeviceError, ValueError) as exc:
+        raise ConfigurationError(f"{network.name}: the start-up probe of the text cut failed: {exc}") from exc
+
+
+def _log_evidence(backend: ClipBackend, evidence: CutEvidence) -> None:
+    for contradiction in evidence.contradictions:
+        log.error(
+            "%s: the text HEF contradicts the catalog's declared cut, so the worker follows the HEF: %s. "
+            "Please report this with `python -m ml_target doctor`'s output.", backend.id, contradiction
+        )
+    for note in evidence.notes:
+        log.warning("%s: %s", backend.id, note)
+    log.info("%s: text cut %s (probe: positions %s, output stage %s)", backend.id, evidence.resolved,
+             evidence.positions or "not definitive", evidence.stage or "not definitive")
+
+
+def _run_blocking(make: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine to completion from synchronous start-up code, inside an event loop or not."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(asyncio.run(make()))
+        except BaseException as exc:  # re-raised in the caller's thread
+            error.append(exc)
+
+    thread = threading.Thread(target=target, name="clip-cut-probe")
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]
 
 
 def _load(runtime: Runtime, models_dir: Path, spec: NetworkSpec) -> Network:
@@ -223,4 +306,5 @@ def create_clip_handlers(settings: Settings, runtime: Runtime) -> tuple[ClipVisu
         host_dir,
         serve_any_model_name=settings.clip_serve_any_model_name,
         timeout=settings.request_timeout_s,
+        probe_cut=True,
     )

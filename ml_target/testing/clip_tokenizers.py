@@ -34,11 +34,11 @@ CORPUS = (
 )
 
 
-def _corpus(repeat: int = 4) -> list[str]:
-    return [line for line in CORPUS for _ in range(repeat)]
+def _corpus(corpus: tuple[str, ...], repeat: int = 4) -> list[str]:
+    return [line for line in corpus for _ in range(repeat)]
 
 
-def clip_like_tokenizer(vocab_size: int = 400) -> Tokenizer:
+def clip_like_tokenizer(vocab_size: int = 400, corpus: tuple[str, ...] = CORPUS) -> Tokenizer:
     """Byte-level BPE with CLIP's normaliser, special tokens and post-processor template."""
     tokenizer = Tokenizer(models.BPE(unk_token=None))
     tokenizer.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
@@ -50,7 +50,7 @@ def clip_like_tokenizer(vocab_size: int = 400) -> Tokenizer:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(_corpus(), trainer=trainer)
+    tokenizer.train_from_iterator(_corpus(corpus), trainer=trainer)
     bos, eos = tokenizer.token_to_id(CLIP_BOS), tokenizer.token_to_id(CLIP_EOS)
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"{CLIP_BOS} $A {CLIP_EOS}", special_tokens=[(CLIP_BOS, bos), (CLIP_EOS, eos)]
@@ -58,15 +58,15 @@ def clip_like_tokenizer(vocab_size: int = 400) -> Tokenizer:
     return tokenizer
 
 
-def siglip_like_tokenizer(*, pad: str = SIGLIP_PAD, eos: str = SIGLIP_EOS) -> Tokenizer:
+def siglip_like_tokenizer(*, pad: str = SIGLIP_PAD, eos: str = SIGLIP_EOS, corpus: tuple[str, ...] = CORPUS) -> Tokenizer:
     """Unigram with Metaspace pre-tokenisation and EOS appended; ids pad=0, EOS=1, `<unk>`=2.
 
     The defaults are SigLIP's T5 names (`<pad>`, `</s>`); SigLIP2's Gemma vocabulary calls EOS `<eos>`.
     The vocabulary is built directly (whole corpus words score above any spelling in characters)
     rather than trained, because Unigram training is not reproducible run to run.
     """
-    words = sorted({word for line in CORPUS for word in line.lower().split()})
-    characters = sorted({c for line in CORPUS for c in line.lower() if not c.isspace()} | set(string.ascii_lowercase + string.digits))
+    words = sorted({word for line in corpus for word in line.lower().split()})
+    characters = sorted({c for line in corpus for c in line.lower() if not c.isspace()} | set(string.ascii_lowercase + string.digits))
     vocab = [(pad, 0.0), (eos, 0.0), (SIGLIP_UNK, 0.0), ("▁", -8.0)]
     vocab += [(f"▁{word}", -4.0 - 0.01 * i) for i, word in enumerate(words)]
     vocab += [(c, -10.0) for c in characters] + [(f"▁{c}", -9.5) for c in characters]

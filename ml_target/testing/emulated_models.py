@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ml_target.hailo.emulator.models_dir import write_emulated_models
 from ml_target.testing import faces_emulation
-from ml_target.testing.clip_emulation import write_emulated_clip_assets
+from ml_target.testing import clip_stand_in
 from ml_target.testing.ocr_networks import ocrspine_file
 from ml_target.text.ocr_dictionary import DICTIONARY_FILE
 
@@ -22,13 +22,14 @@ def write_emulated_models_dir(directory: Path, arch: str = "hailo8") -> list[Pat
     """Write every HEF of `ml_target.networks.NETWORKS` plus the host-side files the tasks load.
 
     SCRFD and ArcFace get the face stand-ins instead of synthetic outputs, so faces in photographs
-    are found; CLIP/SigLIP get tiny deterministic host weights and tokenizers; OCR gets the real
-    dictionary that matches its real ONNX weights.
+    are found; CLIP/SigLIP get the colour-aware stand-in (`clip_stand_in`: HEFs that behave like
+    their declared text cut, host weights and tokenizers); OCR gets the real dictionary that
+    matches its real ONNX weights.
     """
     directory = Path(directory)
     written = write_emulated_models(directory, arch=arch)
     written += faces_emulation.write_face_models(directory, arch=arch)
-    written += write_emulated_clip_assets(directory)
+    written += clip_stand_in.write_emulated_clip_models(directory, arch=arch)
     dictionary = directory / DICTIONARY_FILE
     shutil.copyfile(ocrspine_file("ppocr_keys_v5.txt"), dictionary)
     written.append(dictionary)
@@ -38,3 +39,4 @@ def write_emulated_models_dir(directory: Path, arch: str = "hailo8") -> list[Pat
 def register_stand_ins() -> None:
     """Make the stand-in computes named by emulated HEFs resolvable in this process."""
     faces_emulation.register()
+    clip_stand_in.register()
