@@ -190,11 +190,13 @@ class _Service:
             "device": health.get("device", self.settings.hailo_device),
             "arch": health.get("arch", self.settings.hailo_arch),
             "hailort_version": health.get("hailort_version"),
+            "device_info": health.get("device_info"),
             "temperature_c": health.get("temperature_c"),
             "requests_in_flight": self._in_flight,
             "search_sessions": health.get("search_sessions"),
             "handlers": [_describe(h) for h in self.pipeline.handlers],
             "networks": health.get("networks", {}),
+            "hefs": health.get("hefs", {}),
         }
         if emulated:
             report = {"warning": EMULATOR_WARNING, **report}

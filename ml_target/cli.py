@@ -64,6 +64,12 @@ def _verify(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from ml_target.doctor.command import run
+
+    return run(args)
+
+
 def _bench(args: argparse.Namespace) -> int:
     if args.soak is not None:
         from ml_target.benchmarks.soak import main as soak
@@ -103,6 +109,12 @@ def _parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", help=DESCRIPTION)
     add_verify_arguments(verify)
     verify.set_defaults(run=_verify)
+
+    from ml_target.doctor.command import DESCRIPTION as DOCTOR, add_arguments as add_doctor_arguments
+
+    doctor = commands.add_parser("doctor", help=DOCTOR)
+    add_doctor_arguments(doctor)
+    doctor.set_defaults(run=_doctor)
 
     from ml_target.benchmarks.options import add_arguments as add_bench_arguments
 

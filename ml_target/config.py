@@ -25,6 +25,7 @@ CLIP_BACKENDS = {
 }
 FACE_DETECTORS = ("scrfd_2.5g", "scrfd_10g")
 FACE_RECOGNISERS = ("arcface_r50", "arcface_mobilefacenet")
+CHANNEL_ORDERS = ("bgr", "rgb")
 TASKS = ("clip", "faces", "ocr")
 
 
@@ -72,6 +73,7 @@ class Settings:
     face_detector: str = "scrfd_2.5g"
     face_recogniser: str = "arcface_r50"
     face_serve_any_model_name: bool = False
+    ocr_recogniser_channels: str = "bgr"
     request_timeout_s: float = 30.0
     queue_wait_s: float = 10.0
     max_queued_frames: int = 256
@@ -120,6 +122,7 @@ def _parse(field_name: str, env_name: str, raw: str) -> object:
         "face_detector": lambda: _choice(env_name, raw, FACE_DETECTORS),
         "face_recogniser": lambda: _choice(env_name, raw, FACE_RECOGNISERS),
         "face_serve_any_model_name": lambda: _bool(env_name, raw),
+        "ocr_recogniser_channels": lambda: _choice(env_name, raw, CHANNEL_ORDERS),
         "request_timeout_s": lambda: _number(env_name, raw, float, 0.1),
         "queue_wait_s": lambda: _number(env_name, raw, float, 0.0),
         "max_queued_frames": lambda: _number(env_name, raw, int, 1),

@@ -10,6 +10,7 @@ avoids a protobuf dependency for two fields.
 
 from __future__ import annotations
 
+import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +27,16 @@ HW_ARCHES = {
     6: "hailo15l",
     103: "hailo15h",
 }
-# What each device accepts at configure time (hailort.md §3.2); anything else fails with 93.
+# What each device accepts at configure time; anything else fails with 93. HailoRT 4.23
+# `DeviceBase::is_hef_compatible` (device_internal.cpp): a Hailo-8 takes HAILO8P, HAILO8R and
+# HAILO8L HEFs but not HAILO8 (0); a Hailo-8L only HAILO8L (docs/hardware-evidence.md §1.17).
 ACCEPTED_BY_DEVICE = {
-    "hailo8": frozenset({"hailo8", "hailo8p", "hailo8r", "hailo8l"}),
+    "hailo8": frozenset({"hailo8p", "hailo8r", "hailo8l"}),
     "hailo8l": frozenset({"hailo8l"}),
 }
+# The emulator's `hw_arch` names the Model Zoo's build folder; a Zoo "hailo8" build runs on a
+# Hailo-8, so its header must say HAILO8P or HAILO8R: it is reported as what such a header says.
+EMULATED_BUILD_ARCH = {"hailo8": "hailo8p", "hailo8l": "hailo8l"}
 # Enough of the protobuf to reach `header`, which serialisers write first (field order).
 PROTO_PREFIX_BYTES = 64 * 1024
 
@@ -43,9 +49,10 @@ class HefFormatError(ValueError):
 class HefHeader:
     """What the header tells: format version, sizes of its sections, and the target chip.
 
-    `file_size` is the size the header promises. HailoRT requires exactly that size (else error 91,
-    "HEF file length does not match"), except for v3 files carrying a protobuf checksum, where it
-    checks only the protobuf and leaves the rest to the firmware; `exact_size` says which applies.
+    `file_size` is the size the header promises. HailoRT 4.x requires exactly that size (else error
+    91, "HEF file length does not match"). HailoRT 5.x relaxes it for v3 files carrying a protobuf
+    checksum (`proto_xxh3`, a field 4.23 reads as reserved), checking only the protobuf;
+    `exact_size` says which applies to the runtime the caller names.
     `hw_arch` is None when the protobuf prefix did not contain the header message (an unusual
     field order); the device's own check (93) still applies at load time.
     """
@@ -58,10 +65,11 @@ class HefHeader:
     hw_arch: str | None
 
 
-def parse_header(data: bytes, file_size: int | None = None) -> HefHeader:
+def parse_header(data: bytes, file_size: int | None = None, *, hailort_major: int = 4) -> HefHeader:
     """Parse the start of a HEF (`data` = at least the fixed header, ideally the protobuf prefix).
 
-    `file_size` is the size of the whole file (default: `len(data)`). Raises HefFormatError naming
+    `file_size` is the size of the whole file (default: `len(data)`); `hailort_major` the HailoRT
+    line that will load it (its size rule differs, see HefHeader). Raises HefFormatError naming
     what the bytes are instead (HTML, JSON, empty) or how the HEF is damaged (truncated, padded).
     """
     if data[:4] != MAGIC:
@@ -79,7 +87,8 @@ def parse_header(data: bytes, file_size: int | None = None) -> HefHeader:
         raise HefFormatError(f"truncated HEF: {len(data)} bytes, the v{version} header alone is {header_size}")
     if proto_size == 0:
         raise HefFormatError("corrupt HEF: the header declares an empty network description")
-    body, exact = _body_size(version, data)
+    body, checksummed = _body_size(version, data)
+    exact = hailort_major < 5 or not checksummed
     expected = header_size + proto_size + body
     size = len(data) if file_size is None else file_size
     if size < expected:
@@ -93,20 +102,22 @@ def parse_header(data: bytes, file_size: int | None = None) -> HefHeader:
 
 
 def _body_size(version: int, data: bytes) -> tuple[int, bool]:
-    """Bytes after the protobuf (config/weight words, padding, additional info), and whether exact.
+    """Bytes after the protobuf (config/weight words, padding, additional info), and whether the
+    header carries a protobuf checksum.
 
     Offsets follow HailoRT's packed big-endian `hef__header_t` (v1 ccws_size at 16; v2 at 20; v3
-    ccws_size_with_padding at 20, additional_info_size at 32, proto_xxh3 at 40).
+    ccws_size_with_padding at 20, additional_info_size at 32, and at 40 `reserved1` in 4.23,
+    `proto_xxh3_64bits` in 5.x).
     """
     if version == 0:
-        return 0, True
+        return 0, False
     if version == 1:
-        return struct.unpack(">Q", data[16:24])[0], True
+        return struct.unpack(">Q", data[16:24])[0], False
     if version == 2:
-        return struct.unpack(">Q", data[20:28])[0], True
+        return struct.unpack(">Q", data[20:28])[0], False
     ccws_with_padding = struct.unpack(">Q", data[20:28])[0]
     additional_info, proto_xxh3 = struct.unpack(">QQ", data[32:48])
-    return ccws_with_padding + additional_info, proto_xxh3 == 0
+    return ccws_with_padding + additional_info, proto_xxh3 != 0
 
 
 def read_header(path: Path) -> HefHeader:
@@ -115,6 +126,25 @@ def read_header(path: Path) -> HefHeader:
     with path.open("rb") as f:
         data = f.read(HEADER_SIZES[3] + PROTO_PREFIX_BYTES)
     return parse_header(data, file_size=size)
+
+
+EMULATED_MARKER = b"ml_target-emulated-hef"
+
+
+def target_arch(path: Path) -> str | None:
+    """The chip `path` is compiled for: from a real HEF's header, or an emulated HEF's `hw_arch`.
+
+    Raises HefFormatError for anything else. None when a real header does not say (see HefHeader).
+    """
+    with Path(path).open("rb") as f:
+        head = f.read(4096)
+    if EMULATED_MARKER in head:
+        try:
+            build = str(json.loads(Path(path).read_text(encoding="utf-8"))["hw_arch"])
+        except (ValueError, KeyError) as exc:
+            raise HefFormatError(f"corrupt emulated HEF: {exc}") from exc
+        return EMULATED_BUILD_ARCH.get(build, build)
+    return read_header(Path(path)).hw_arch
 
 
 def describe_bytes(data: bytes) -> str:
@@ -127,7 +157,7 @@ def describe_bytes(data: bytes) -> str:
         return "it is an HTML page (a proxy, captive portal or error page was saved instead of the file)"
     if lowered.startswith(b"<?xml") or lowered.startswith(b"<error"):
         return "it is an XML error document (the server refused the download, e.g. S3 AccessDenied/NoSuchKey)"
-    if b"ml_target-emulated-hef" in data[:4096]:
+    if EMULATED_MARKER in data[:4096]:
         return "it is an emulated HEF (JSON for HAILO_DEVICE=emulator), not a file for a real device"
     if head.startswith((b"{", b"[")):
         return "it is a JSON document"

@@ -1,9 +1,16 @@
 """The Hailo Model Zoo networks this worker drives, as the HEFs present them.
 
 This is a declaration of what each HEF is expected to look like (edge names, shapes, types,
-in-network normalisation, published speed). The runtime never trusts it for quantisation: real QPs
-are read from the HEF at run time. The declared QPs here are plausible values used when writing
-*emulated* HEFs, and the timing table is the emulator's model of the device (DESIGN.md).
+in-network normalisation, published speed), with its evidence in docs/hardware-evidence.md. The
+runtime never trusts it for quantisation or edge names: real QPs and edges are read from the HEF
+at run time, outputs matched by shape and role, and `doctor` compares the two. The declared QPs
+here are plausible values used when writing *emulated* HEFs, and the timing table is the
+emulator's model of the device (DESIGN.md).
+
+Timing, one regime for every entry: the Model Zoo v2.18 throughput, fitted as a + b*B ms per burst
+from its batch-1 and batch-8 FPS (a = 0 where both are equal: single-context networks). The Zoo
+measured on a PCIe Gen3 x4 host; a card on a narrower link is slower (a third-party Hailo-8 on
+Gen3 x2 measured up to 3.7x longer per frame, docs/hardware-evidence.md §3).
 """
 
 from __future__ import annotations
@@ -149,15 +156,15 @@ NETWORKS: dict[str, NetworkSpec] = {
         _scrfd(
             "scrfd_2.5g",
             ("conv42", "conv43", "conv44", "conv49", "conv50", "conv51", "conv55", "conv56", "conv57"),
-            _t((0.0, 2.53), (0.0, 3.22)),
+            _t((0.0, 0.946), (0.0, 3.22)),
         ),
         _scrfd(
             "scrfd_10g",
             ("conv41", "conv42", "conv43", "conv49", "conv50", "conv51", "conv56", "conv57", "conv58"),
-            _t((0.0, 4.40), (0.0, 6.71)),
+            _t((0.0, 2.27), (0.0, 6.71)),
         ),
-        _arcface("arcface_r50", True, _t((26.3, 1.11), (8.5, 2.28))),
-        _arcface("arcface_mobilefacenet", False, _t((0.0, 1.09), (0.0, 0.60))),
+        _arcface("arcface_r50", True, _t((7.19, 1.66), (8.5, 2.28))),
+        _arcface("arcface_mobilefacenet", False, _t((0.0, 0.193), (0.0, 0.60))),
         _image_encoder("clip_vit_b_32_image_encoder", 224, 512, "UINT8", CLIP_NORM, _t((27.2, 1.94), (29.2, 4.05))),
         _text_encoder(
             "clip_vit_b_32_text_encoder", (1, 77, 512), (1, 77, 512), "normalization25", "UINT8",
@@ -168,7 +175,7 @@ NETWORKS: dict[str, NetworkSpec] = {
             "clip_vit_b_16_text_encoder", (1, 77, 512), (1, 77, 512), "normalization25", "UINT8",
             _t((25.2, 4.61), (27.2, 11.3)),
         ),
-        _image_encoder("siglip_b_16_image_encoder", 224, 768, "UINT16", HALF_NORM, _t((151.0, 54.6), (67.7, 60.5))),
+        _image_encoder("siglip_b_16_image_encoder", 224, 768, "UINT16", HALF_NORM, _t((56.4, 17.1), (67.7, 60.5))),
         _text_encoder(
             "siglip_b_16_text_encoder", (8, 8, 768), (1, 1, 768), "output_layer1", "UINT16",
             _t((55.3, 5.3), (53.2, 20.9)),
@@ -181,12 +188,14 @@ NETWORKS: dict[str, NetworkSpec] = {
             _t((54.9, 5.35), (56.4, 21.1)),
         ),
         _image_encoder(
-            "tinyclip_vit_39m_16_text_19m_yfcc15m_image_encoder", 224, 512, "UINT8", CLIP_NORM,
-            _t((38.8, 7.8), (27.9, 6.96)),
+            # UINT16 output: inferred from the compile recipe's 16-bit final projection (hardware-evidence §1.13).
+            "tinyclip_vit_39m_16_text_19m_yfcc15m_image_encoder", 224, 512, "UINT16", CLIP_NORM,
+            _t((19.6, 2.96), (27.9, 6.96)),
         ),
         _text_encoder(
+            # UINT16: the cut ends at a 16-bit residual Add (inferred, hardware-evidence §1.14); name not dumped.
             "tinyclip_vit_39m_16_text_19m_yfcc15m_text_encoder", (1, 77, 512), (1, 77, 512), "output_layer1",
-            "UINT8", _t((12.1, 2.54), (14.7, 3.32)),
+            "UINT16", _t((12.1, 2.54), (14.7, 3.32)),
         ),
         NetworkSpec(
             hef="paddle_ocr_v5_mobile_detection",

@@ -91,9 +91,12 @@ def test_header_length_is_checked_like_hailort(version: int) -> None:
         hef_header.parse_header(data[:200], file_size=len(data) - 5)
 
 
-def test_v3_with_a_protobuf_checksum_tolerates_trailing_bytes_like_hailort() -> None:
-    data = fake_hef("hailo8", 3, payload_size=1000, proto_hash=12345) + b"\0" * 8
-    header = hef_header.parse_header(data)
+def test_v3_size_rule_follows_the_hailort_line() -> None:
+    """4.23 reads the v3 checksum field as reserved and always wants the exact size; 5.x relaxes it."""
+    data = fake_hef("hailo8p", 3, payload_size=1000, proto_hash=12345) + b"\0" * 8
+    with pytest.raises(hef_header.HefFormatError, match="error 91"):
+        hef_header.parse_header(data)
+    header = hef_header.parse_header(data, hailort_major=5)
     assert not header.exact_size and header.file_size == len(data) - 8
 
 
@@ -123,11 +126,24 @@ def test_header_rejects_unknown_version_and_truncation() -> None:
 
 
 def test_accepted_by_follows_hailort_rules() -> None:
+    """HailoRT 4.23 `is_hef_compatible`: a Hailo-8 refuses a HAILO8 (0) header, takes 8P, 8R and 8L."""
     assert hef_header.accepted_by("hailo8", "hailo8l")
     assert hef_header.accepted_by("hailo8", "hailo8r")
+    assert hef_header.accepted_by("hailo8", "hailo8p")
+    assert not hef_header.accepted_by("hailo8", "hailo8")
     assert hef_header.accepted_by("hailo8l", "hailo8l")
-    assert not hef_header.accepted_by("hailo8l", "hailo8")
+    assert not hef_header.accepted_by("hailo8l", "hailo8p")
     assert not hef_header.accepted_by("hailo8", "hailo10h")
+
+
+def test_an_emulated_hef_reports_its_build_as_a_real_header_would(tmp_path) -> None:
+    from ml_target.hailo.emulator.models_dir import write_hef
+    from ml_target.networks import NETWORKS
+
+    path = write_hef(tmp_path / "scrfd_2.5g.hef", spec=NETWORKS["scrfd_2.5g"], hw_arch="hailo8")
+    assert hef_header.target_arch(path) == "hailo8p"
+    path = write_hef(tmp_path / "scrfd_10g.hef", spec=NETWORKS["scrfd_10g"], hw_arch="hailo8l")
+    assert hef_header.target_arch(path) == "hailo8l"
 
 
 # --------------------------------------------------------------------------- what to fetch
@@ -397,8 +413,8 @@ def test_retries_give_up_and_keep_the_partial_file(zoo: Zoo, tmp_path: Path) -> 
 
 
 def test_hef_for_the_wrong_chip_is_refused(zoo: Zoo, tmp_path: Path) -> None:
-    _publish(zoo, arch="hailo8l", hef_arch="hailo8")
-    with pytest.raises(provision.ProvisionError, match=r"compiled for hailo8, which a hailo8l device refuses.*93"):
+    _publish(zoo, arch="hailo8l", hef_arch="hailo8p")
+    with pytest.raises(provision.ProvisionError, match=r"compiled for hailo8p, which a hailo8l device refuses.*93"):
         _fetch(zoo, tmp_path)
 
 
@@ -470,7 +486,7 @@ def _host_assets(models: Path, stand_in: bool = False, tokenizer: bool = True) -
 
 def _fetch_clip(zoo: Zoo, models: Path, *extra: str) -> tuple[int, str]:
     for i, name in enumerate(CLIP_PAIR):
-        zoo.files[f"/zoo/hailo8/{name}.hef"] = fake_hef("hailo8", seed=i, payload_size=1000)
+        zoo.files[f"/zoo/hailo8/{name}.hef"] = fake_hef("hailo8p", seed=i, payload_size=1000)
     err = io.StringIO()
     env = {"MODELS_DIR": str(models), "TASKS": "clip", "HAILO_ARCH": "hailo8"}
     return provision.main(["--base-url", zoo.base_url, *extra], env=env, stderr=err), err.getvalue()

@@ -249,12 +249,23 @@ async def test_arch_is_identified_or_taken_from_settings(make_runtime, emu):
     assert make_runtime(hailo_arch="hailo8l").arch == "hailo8l"
 
 
+async def test_a_pre_production_hailo8_is_refused_with_the_reason(make_runtime, emu):
+    emu.set_architecture("hailo8_a0")
+    with pytest.raises(ConfigurationError, match="HAILO8_A0, a pre-production Hailo-8 on which HailoRT 4.23 accepts no HEF"):
+        make_runtime()
+
+
 async def test_health_reports_device_and_networks(make_runtime, tmp_path):
     runtime = make_runtime()
     runtime.load(write_affine(tmp_path, "affine"), batch_size=2, priority=20)
     health = runtime.health()
     assert (health["state"], health["device"], health["arch"]) == ("healthy", "emulator", "hailo8")
     assert health["hailort_version"] == "4.23.0"
+    info = health["device_info"]
+    assert (info["architecture"], info["firmware_version"], info["device_id"]) == ("HAILO8", "4.23.0", "0000:01:00.0")
+    assert info["driver_version"] is None and info["pcie"] is None  # an emulated device has neither
+    hef = health["hefs"]["affine"]
+    assert hef["inputs"][0]["native_type"] == "UINT8" and hef["inputs"][0]["order"] == "NC"
     net = health["networks"]["affine"]
     assert (net["name"], net["batch_size"], net["priority"], net["queue_depth"]) == ("affine", 2, 20, 0)
 
@@ -364,3 +375,35 @@ async def test_raw_outputs_without_a_single_scale_stay_float32(make_runtime, tmp
     )
     net = make_runtime().load(path, batch_size=1, priority=16, raw_outputs=True)
     assert net.outputs[0].dtype == np.float32
+
+
+async def test_an_argmax_output_is_refused_because_hailort_would_cast_it(make_runtime, tmp_path):
+    path = tmp_path / "argmax.hef"
+    write_hef(
+        path,
+        network_group="argmax",
+        inputs=[{"name": "argmax/input_layer1", "shape": [4, 4, 3], "type": "UINT8", "order": "NHWC", "quant": U8}],
+        outputs=[{"name": "argmax/argmax1", "shape": [4, 4], "type": "UINT8", "order": "NHW", "quant": U8}],
+        hw_arch="hailo8",
+    )
+    with pytest.raises(ConfigurationError, match="argmax1 is in NHW order"):
+        make_runtime().load(path, batch_size=1, priority=16)
+
+
+async def test_uint8_pixels_reach_a_16_bit_image_edge_quantised_not_cast(make_runtime, tmp_path):
+    """A 16-bit image input (none is known, docs/hardware-evidence.md) takes the handlers' uint8 pixels
+    as float32, which libhailort quantises with the edge's QP: the network sees the same pixel values."""
+    emulator.register_compute("runtime_test_pixels", lambda inputs: {"pixels/out": next(iter(inputs.values())).reshape(-1, 12)})
+    path = tmp_path / "pixels.hef"
+    write_hef(
+        path, network_group="pixels",
+        inputs=[{"name": "pixels/input_layer1", "shape": [2, 2, 3], "type": "UINT16", "order": "NHWC",
+                 "quant": {"scale": 1 / 128, "zp": 0.0, "min": 0.0, "max": 511.99}}],
+        outputs=[{"name": "pixels/out", "shape": [12], "type": "UINT16", "order": "NC",
+                  "quant": {"scale": 1 / 64, "zp": 0.0, "min": 0.0, "max": 1023.98}}],
+        compute={"kind": "callable", "name": "runtime_test_pixels"}, hw_arch="hailo8",
+    )
+    frame = np.arange(12, dtype=np.uint8).reshape(2, 2, 3) * 20
+    wide = make_runtime().load(path, batch_size=1, priority=16)
+    assert wide.inputs[0].dtype == np.float32 and wide.inputs[0].native_type == "UINT16"
+    np.testing.assert_allclose((await wide.infer(frame))["pixels/out"], frame.reshape(-1).astype(np.float32), atol=1 / 64)

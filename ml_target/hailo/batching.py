@@ -322,6 +322,16 @@ class DeviceNetwork:
             self._thread.join(timeout=5)
         return old
 
+    def describe(self) -> dict[str, Any]:
+        """What the HEF presents, as read from it at load: group, context mode, every edge."""
+        return {
+            "hef": str(self.path),
+            "network_group": self.group,
+            "multi_context": self.fill_bursts,
+            "inputs": [edge.describe() for edge in self.inputs],
+            "outputs": [edge.describe() for edge in self.outputs],
+        }
+
     def stats(self) -> dict[str, Any]:
         """Counters for /health and /metrics, as a plain dict (keys as `ml_target.metrics` reads them).
 

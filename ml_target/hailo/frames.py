@@ -43,6 +43,10 @@ def check_frame(frame: np.ndarray | Mapping[str, np.ndarray], inputs: tuple[Edge
 def _check_array(array: object, edge: EdgeInfo, network: str) -> np.ndarray:
     if not isinstance(array, np.ndarray):
         raise FrameError(f"{network}: input {edge.name} must be an ndarray, not {type(array).__name__}")
+    if array.dtype == np.uint8 and edge.dtype == np.float32:
+        # Pixels for a 16-bit image edge (none is known to exist: docs/hardware-evidence.md): as float32
+        # libhailort quantises them with the edge's QP; as uint8 it would cast them into uint16 codes.
+        array = array.astype(np.float32)
     if array.dtype != edge.dtype:
         raise FrameError(f"{network}: input {edge.name} must be {edge.dtype}, got {array.dtype}")
     if array.shape != edge.shape:

@@ -23,7 +23,7 @@ import numpy as np
 
 from ml_target.config import Settings
 from ml_target.errors import ConfigurationError, ServiceUnavailable
-from ml_target.hailo import faults
+from ml_target.hailo import faults, host_info
 from ml_target.hailo.batching import DeviceNetwork, Limits
 from ml_target.hailo.sessions import SearchSessions, session_policy
 from ml_target.hailo.types import EdgeInfo, QuantInfo
@@ -35,8 +35,10 @@ REAL_HEF_MAGIC = b"\x01HEF"
 COALESCE_TIMEOUT_MS = 10
 TEMPERATURE_INTERVAL_S = 30.0  # a control call per /ping would be wasteful; the chip heats slowly
 REBUILD_BACKOFF_S = (0.1, 0.5, 2.0, 5.0, 15.0)
-ARCH_BY_DEVICE = {"HAILO8_A0": "hailo8", "HAILO8": "hailo8", "HAILO8L": "hailo8l"}
+# HAILO8_A0 (a pre-production Hailo-8) is not mapped: HailoRT 4.23 runs no HEF on it.
+ARCH_BY_DEVICE = {"HAILO8": "hailo8", "HAILO8L": "hailo8l"}
 DEVICE_ARCHITECTURES = ("HAILO8_A0", "HAILO8", "HAILO8L", "HAILO15H", "HAILO15L", "HAILO15M", "HAILO10H")
+ARGMAX_ORDERS = ("NHW",)
 USER_DTYPES = {"UINT8": np.uint8, "UINT16": np.uint16, "FLOAT32": np.float32}
 FETCH_HINT = "Download the HEFs for this device with `python -m ml_target fetch-models` (or set MODELS_DIR)."
 
@@ -86,13 +88,23 @@ def _quant(stream: Any) -> QuantInfo:
     )
 
 
-def _edge(stream: Any, user_type: str) -> EdgeInfo:
+def _edge(stream: Any, native_type: str, user_type: str) -> EdgeInfo:
     return EdgeInfo(
         name=str(stream.name),
         shape=tuple(int(d) for d in stream.shape),
         dtype=np.dtype(USER_DTYPES[user_type]),
         quant=_quant(stream),
+        native_type=native_type,
+        order=enum_name(stream.format.order),
     )
+
+
+def _firmware_version(version: Any) -> str:
+    """"4.23.0" from HailoRT's FirmwareVersion (major/minor/revision), whatever its str() adds."""
+    parts = [getattr(version, name, None) for name in ("major", "minor", "revision")]
+    if all(isinstance(p, int) for p in parts):
+        return ".".join(str(p) for p in parts)
+    return str(version).split(" ", 1)[0]
 
 
 def _input_user_type(native: str) -> str:
@@ -131,7 +143,9 @@ class Runtime:
             raise ConfigurationError(
                 f"cannot open the Hailo device: {faults.describe(exc)}. {faults.startup_advice(exc)}"
             ) from exc
-        self.arch = self._detect_arch()
+        board, identify_error = self._board_information()
+        self.arch = self._detect_arch(board, identify_error)
+        self.device_info = self._describe_device(board, identify_error)
         log.info("Hailo runtime ready: device=%s arch=%s HailoRT %s", self.device, self.arch, self.hailort_version)
 
     # ---- device ----
@@ -143,16 +157,28 @@ class Runtime:
         params.multi_process_service = self.settings.hailo_multi_process_service
         return self._hp.VDevice(params)
 
-    def _detect_arch(self) -> str:
+    def _board_information(self) -> tuple[Any, Exception | None]:
+        """identify() once at start-up: the chip for `arch`, its firmware for /health and `doctor`."""
+        try:
+            return self._identify(), None
+        except Exception as exc:
+            return None, exc
+
+    def _detect_arch(self, board: Any, identify_error: Exception | None) -> str:
         if self.settings.hailo_arch != "auto":
             return self.settings.hailo_arch
-        try:
-            arch = arch_name(self._identify().device_architecture)
-        except Exception as exc:
+        if board is None:
             self._release_vdevice(self._vdevice)
             raise ConfigurationError(
-                f"cannot identify the Hailo device ({faults.describe(exc)}); set HAILO_ARCH=hailo8 or hailo8l"
-            ) from exc
+                f"cannot identify the Hailo device ({faults.describe(identify_error)}); set HAILO_ARCH=hailo8 or hailo8l"
+            ) from identify_error
+        arch = arch_name(board.device_architecture)
+        if arch == "hailo8_a0":
+            self._release_vdevice(self._vdevice)
+            raise ConfigurationError(
+                "the device reports architecture HAILO8_A0, a pre-production Hailo-8 on which HailoRT 4.23 "
+                "accepts no HEF (is_hef_compatible); this worker needs a production Hailo-8 or Hailo-8L"
+            )
         if arch not in ("hailo8", "hailo8l"):
             self._release_vdevice(self._vdevice)
             raise ConfigurationError(
@@ -160,6 +186,35 @@ class Runtime:
                 "(Hailo-10H/15 need HailoRT 5.x)"
             )
         return arch
+
+    def _describe_device(self, board: Any, identify_error: Exception | None) -> dict[str, Any]:
+        """The device as /health and `doctor` report it: chip, firmware, driver, library, PCIe link."""
+        device_id = self._device_id()
+        info: dict[str, Any] = {
+            "device_id": device_id,
+            "library_version": self.hailort_version,
+            "driver_version": None if self.device == "emulator" else host_info.driver_version(),
+            "pcie": None if self.device == "emulator" else host_info.pcie_link(device_id),
+        }
+        if board is None:
+            info["identify_error"] = faults.describe(identify_error)
+            return info
+        return {
+            **info,
+            "architecture": enum_name(board.device_architecture),
+            "firmware_version": _firmware_version(board.firmware_version),
+            "board_name": str(board.board_name).strip(),
+            "product_name": str(getattr(board, "product_name", "")).strip(),
+            "serial_number": str(getattr(board, "serial_number", "")).strip(),
+        }
+
+    def _device_id(self) -> str | None:
+        try:
+            ids = self._hp.Device.scan()
+        except Exception as exc:
+            log.debug("Device.scan failed: %s", faults.describe(exc))
+            return None
+        return str(ids[0]) if ids else None
 
     def _identify(self) -> Any:
         """Board information of the device: through the VDevice, else (e.g. with the multi-process
@@ -266,20 +321,29 @@ class Runtime:
         float32 = self._hp.FormatType.FLOAT32
         inputs = []
         for stream in infer_model.inputs:
-            user = _input_user_type(enum_name(stream.format.type))
+            native = enum_name(stream.format.type)
+            user = _input_user_type(native)
             if user == "FLOAT32":
                 stream.set_format_type(float32)
-            inputs.append(_edge(stream, user))
+            inputs.append(_edge(stream, native, user))
         outputs = []
         for stream in infer_model.outputs:
             if getattr(stream, "is_nms", False):
                 raise ConfigurationError(f"{path.name}: on-chip NMS outputs ({stream.name}) are not supported")
+            if enum_name(stream.format.order) in ARGMAX_ORDERS:
+                # libhailort casts NHW (argmax) outputs to FLOAT32 instead of dequantising them
+                # (transform.cpp quantize_stream), so the values would be silently wrong.
+                raise ConfigurationError(
+                    f"{path.name}: output {stream.name} is in {enum_name(stream.format.order)} order (an on-chip "
+                    "argmax); no network of this worker has one, so this HEF is not the one the catalog expects"
+                )
             # An all-zero QP means per-feature scales (hailort.md §4): only libhailort can dequantise.
-            user = enum_name(stream.format.type) if raw_outputs and _quant(stream).scale > 0 else "FLOAT32"
+            native = enum_name(stream.format.type)
+            user = native if raw_outputs and _quant(stream).scale > 0 else "FLOAT32"
             if user not in USER_DTYPES:
                 raise ConfigurationError(f"{path.name}: output {stream.name} has unsupported type {user}")
             stream.set_format_type(getattr(self._hp.FormatType, user))
-            outputs.append(_edge(stream, user))
+            outputs.append(_edge(stream, native, user))
         return infer_model, tuple(inputs), tuple(outputs)
 
     def _configure(self, infer_model: Any, batch_size: int, priority: int, *, coalesce: bool) -> Any:
@@ -427,6 +491,8 @@ class Runtime:
             "reason": reason,
             "arch": self.arch,
             "device": self.device,
+            "device_info": self.device_info,
+            "hefs": {n.name: n.describe() for n in self._loaded()},
             "hailort_version": self.hailort_version,
             "temperature_c": self._chip_temperature(),
             "rebuilds": self._rebuilds,

@@ -29,12 +29,29 @@ class QuantInfo:
 
 @dataclass(frozen=True)
 class EdgeInfo:
-    """One input or output edge of a configured network (shape without the batch axis)."""
+    """One input or output edge of a configured network (shape without the batch axis).
+
+    `dtype` is what callers exchange with the network (the user format); `native_type` and `order`
+    are how the HEF itself stores the edge ("UINT8", "NHWC", ...), for `doctor` and /health.
+    """
 
     name: str
     shape: tuple[int, ...]
     dtype: np.dtype
     quant: QuantInfo
+    native_type: str | None = None
+    order: str | None = None
+
+    def describe(self) -> dict[str, object]:
+        """The edge as /health and `doctor` report it."""
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "native_type": self.native_type,
+            "order": self.order,
+            "user_type": str(self.dtype).upper(),
+            "quant": {"scale": self.quant.scale, "zp": self.quant.zp, "min": self.quant.min, "max": self.quant.max},
+        }
 
 
 class Network(Protocol):

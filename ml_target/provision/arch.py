@@ -36,8 +36,10 @@ def arch_from_identify(output: str) -> str:
     chip = match.group(1).upper()
     if chip == "HAILO8L":
         return "hailo8l"
-    if chip in ("HAILO8", "HAILO8_A0", "HAILO8R", "HAILO8P"):
+    if chip in ("HAILO8", "HAILO8R", "HAILO8P"):
         return "hailo8"
+    if chip == "HAILO8_A0":
+        raise ProvisionError("device architecture HAILO8_A0 (a pre-production Hailo-8) runs no Model Zoo HEF under HailoRT 4.23")
     raise ProvisionError(f"device architecture {chip} is not driven by HailoRT 4.x; this worker supports hailo8 and hailo8l")
 
 

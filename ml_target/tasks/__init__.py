@@ -16,10 +16,14 @@ def _factories() -> dict[str, Callable[..., list[Handler]]]:
     return {"clip": create_clip_handlers, "faces": create_face_handlers, "ocr": create_ocr_handlers}
 
 
+def create_task_handlers(task: str, settings: Settings, runtime) -> list[Handler]:
+    """Load one task's networks (`clip`, `faces` or `ocr`) and return its handlers."""
+    return list(_factories()[task](settings, runtime))
+
+
 def create_handlers(settings: Settings, runtime) -> list[Handler]:
     """Load the networks of every enabled task (`TASKS`) and return their handlers."""
-    factories = _factories()
     handlers: list[Handler] = []
     for task in settings.tasks:
-        handlers += factories[task](settings, runtime)
+        handlers += create_task_handlers(task, settings, runtime)
     return handlers

@@ -7,8 +7,11 @@ detector has a fixed 544x960 input and ImageNet input normalisation (Immich runs
 OCR models (`PP-OCRv5_server`, `EN__`/`LATIN__`/... recognisers) have other weights and
 dictionaries: they are refused rather than answered with this recogniser.
 
-Both networks see BGR pixels: PaddleOCR trains on OpenCV (BGR) images with the ImageNet mean/std
-listed in RGB order, and Immich's detector feeds BGR; the HEFs keep that convention.
+The detector sees BGR pixels: PaddleOCR trains on OpenCV (BGR) images with the ImageNet mean/std
+listed in RGB order, Immich's detector feeds BGR, and the Model Zoo evaluates this HEF on BGR.
+The recogniser's order is a declared setting (`OCR_RECOGNISER_CHANNELS`, default BGR as PaddleOCR
+and Immich): the Zoo calibrated and evaluated it on RGB, no hardware run tells them apart, and
+`doctor` reads a coloured page both ways (docs/hardware-evidence.md §1.16).
 """
 
 from __future__ import annotations
@@ -98,7 +101,7 @@ class RecognitionOptions:
 
 
 def _bgr(image: np.ndarray) -> np.ndarray:
-    """The decoded RGB image in the networks' channel order (module doc)."""
+    """The decoded RGB image in the detector's channel order (module doc)."""
     return np.ascontiguousarray(image[..., ::-1])
 
 
@@ -178,9 +181,14 @@ class OcrRecognition:
     modality = "image"
     depends_on = "detection"
 
-    def __init__(self, network: Network, dictionary: tuple[str, ...], *, long_lines: str = "windows") -> None:
+    def __init__(
+        self, network: Network, dictionary: tuple[str, ...], *, long_lines: str = "windows", channels: str = "bgr"
+    ) -> None:
         if long_lines not in LONG_LINE_MODES:
             raise ValueError(f"long_lines must be one of {LONG_LINE_MODES}")
+        if channels not in ("bgr", "rgb"):
+            raise ValueError("channels must be bgr or rgb")
+        self.channels = channels
         self.network = network
         self.long_lines = long_lines
         self._output = network.outputs[0]
@@ -201,7 +209,7 @@ class OcrRecognition:
 
     def _windows(self, image: np.ndarray, quads: np.ndarray) -> list[list[Window]]:
         height, width = self._size
-        image = _bgr(image)
+        image = _bgr(image) if self.channels == "bgr" else image
         lines = []
         for quad in quads:
             crop = crop_quad(image, quad)
@@ -264,6 +272,7 @@ class OcrRecognition:
             "models": list(SERVED_MODELS),
             "classes": len(self.dictionary),
             "long_lines": self.long_lines,
+            "channels": self.channels,
         }
 
 
@@ -281,4 +290,4 @@ def create_ocr_handlers(settings: Settings, runtime: Any) -> tuple[OcrDetection,
             )
         )
     dictionary = load_dictionary(settings.models_dir / DICTIONARY_FILE)
-    return OcrDetection(networks[0]), OcrRecognition(networks[1], dictionary)
+    return OcrDetection(networks[0]), OcrRecognition(networks[1], dictionary, channels=settings.ocr_recogniser_channels)

@@ -32,7 +32,7 @@ from ml_target.hailo.emulator.scheduler import Candidate, RoundRobin
 LOG = logging.getLogger("hailort")
 
 PROFILES = ("hailo8", "hailo8l", "none")
-ARCHITECTURES = ("hailo8", "hailo8l")
+ARCHITECTURES = ("hailo8", "hailo8l", "hailo8_a0")  # A0: a pre-production Hailo-8 that runs no HEF
 SWITCH_PENALTY_MS = 0.5
 DEVICE_ID = "0000:01:00.0"
 LIBRARY_VERSION = "4.23.0"

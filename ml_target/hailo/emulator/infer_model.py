@@ -21,7 +21,7 @@ from ml_target.hailo.emulator.hef import HEF, HailoFormat, load_desc, quant_of
 from ml_target.hailo.emulator.hef_format import EdgeDesc
 from ml_target.hailo.emulator.quant import QuantInfo
 
-ACCEPTED_HEF_ARCHES = {"hailo8": ("hailo8", "hailo8l"), "hailo8l": ("hailo8l",)}
+ACCEPTED_HEF_ARCHES = {"hailo8": ("hailo8", "hailo8l"), "hailo8l": ("hailo8l",), "hailo8_a0": ()}
 
 
 class _StreamSettings:

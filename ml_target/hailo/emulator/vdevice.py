@@ -103,6 +103,7 @@ class BoardInformation:
 _BOARDS = {
     "hailo8": (DeviceArchitectureTypes.HAILO8, "Hailo-8", "HAILO-8 AI ACC M.2 M KEY MODULE (EMULATED)"),
     "hailo8l": (DeviceArchitectureTypes.HAILO8L, "Hailo-8L", "HAILO-8L AI ACC M.2 B+M KEY MODULE (EMULATED)"),
+    "hailo8_a0": (DeviceArchitectureTypes.HAILO8_A0, "Hailo-8", "HAILO-8 A0 ENGINEERING SAMPLE (EMULATED)"),
 }
 
 
