@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build, provision and start the Hailo machine-learning worker for Immich, then test it.
+# Build, provision and start the Hailo machine-learning worker for Immich, then check and test it.
 #
 # Safe to re-run: image builds are cached, fetch-models skips verified HEFs, and an existing
 # container of the same name is replaced. Every path and name can be overridden from the
@@ -18,6 +18,7 @@ ML_PORT=${ML_PORT:-3003}
 ML_PUBLISH=${ML_PUBLISH:-127.0.0.1:$ML_PORT}
 CLIP_BACKEND=${CLIP_BACKEND:-vit-b-32}
 READY_TIMEOUT_S=${READY_TIMEOUT_S:-180}
+DOCTOR_REPORT=${DOCTOR_REPORT:-$REPO_DIR/doctor.json}
 MACHINE=${SETUP_MACHINE:-$(uname -m)}
 FORWARDED_SETTINGS=(CLIP_BACKEND HAILO_ARCH TASKS FACE_DETECTOR FACE_RECOGNISER CLIP_SERVE_ANY_MODEL_NAME
   FACE_SERVE_ANY_MODEL_NAME HAILO_GROUP_ID HAILO_MULTI_PROCESS_SERVICE REQUEST_TIMEOUT_S LOG_LEVEL)
@@ -25,24 +26,29 @@ FORWARDED_SETTINGS=(CLIP_BACKEND HAILO_ARCH TASKS FACE_DETECTOR FACE_RECOGNISER 
 DRY_RUN=0
 SKIP_MODELS=0
 SKIP_TESTS=0
+SKIP_DOCTOR=0
+DOCTOR_FAILED=0
 OFFLINE=0
 FAILURES=()
 
 usage() {
   cat <<EOF
-Usage: ./setup.sh [--dry-run] [--offline] [--skip-models] [--skip-tests]
+Usage: ./setup.sh [--dry-run] [--offline] [--skip-models] [--skip-doctor] [--skip-tests]
 
 Checks the host (Docker, $HAILO_DEVICE_PATH, hailo_pci driver = HailoRT files in hailo-rt-4/),
-builds the images, fetches the HEFs into models/, starts the container and runs tests/test.sh.
+builds the images, fetches the HEFs into models/, starts the container, runs
+'python -m ml_target doctor' inside it (the first run on a card, checked end to end; report in
+$DOCTOR_REPORT) and tests/test.sh against it.
 
   --dry-run      check prerequisites, then print the commands instead of running them
   --offline      air-gapped install: use the loaded image instead of building, and verify
                  the models already in models/ instead of downloading
   --skip-models  leave models/ alone
+  --skip-doctor  do not run doctor in the started container
   --skip-tests   do not run tests/test.sh against the started container
 
 Environment (defaults): HAILO_DEVICE_PATH ($HAILO_DEVICE_PATH), HAILO_DRIVER_VERSION_FILE,
-HAILO_RT_DIR, HAILORT_VERSION (= driver version), MODELS_DIR, BASE_IMAGE_NAME, APP_IMAGE,
+HAILO_RT_DIR, HAILORT_VERSION (= driver version), MODELS_DIR, DOCTOR_REPORT, BASE_IMAGE_NAME, APP_IMAGE,
 CONTAINER_NAME ($CONTAINER_NAME), ML_PORT ($ML_PORT), ML_PUBLISH ($ML_PUBLISH),
 READY_TIMEOUT_S ($READY_TIMEOUT_S), and the worker settings ${FORWARDED_SETTINGS[*]}.
 EOF
@@ -68,6 +74,7 @@ parse_args() {
       --dry-run) DRY_RUN=1 ;;
       --offline) OFFLINE=1 ;;
       --skip-models) SKIP_MODELS=1 ;;
+      --skip-doctor) SKIP_DOCTOR=1 ;;
       --skip-tests) SKIP_TESTS=1 ;;
       -h | --help) usage; exit 0 ;;
       *) usage >&2; printf 'unknown option: %s\n' "$1" >&2; exit 2 ;;
@@ -238,6 +245,16 @@ clip_model() {
   esac
 }
 
+# doctor examines the running worker over loopback inside its own container (the device has one owner).
+run_doctor() {
+  ((SKIP_DOCTOR)) && return 0
+  say "checking the device, the HEFs and every task end to end (doctor)"
+  if ! run docker exec "$CONTAINER_NAME" python -m ml_target doctor --url http://127.0.0.1:3003 --json /tmp/doctor.json; then
+    DOCTOR_FAILED=1
+  fi
+  run docker cp "$CONTAINER_NAME:/tmp/doctor.json" "$DOCTOR_REPORT" || true
+}
+
 run_tests() {
   ((SKIP_TESTS)) && return 0
   say "testing the running worker"
@@ -261,7 +278,13 @@ main() {
   fetch_models
   start_container
   wait_ready
+  run_doctor
   run_tests
+  if ((DOCTOR_FAILED)); then
+    printf 'ERROR: doctor found problems (the table above; %s): the worker is running, but do not point Immich at it until they are fixed (README.md, First run on a card)\n' \
+      "$DOCTOR_REPORT" >&2
+    exit 1
+  fi
   say "done. In Immich: Administration > Settings > Machine Learning > URL = http://<this host>:$ML_PORT" \
     "(or http://$CONTAINER_NAME:3003 from Immich's compose network)"
 }

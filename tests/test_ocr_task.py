@@ -209,9 +209,11 @@ class ScriptedRecogniser:
             probs[0, 2 * t, 0], probs[0, 2 * t, i] = 1 - p, p
         self.probs = np.rint(probs * 255).astype(np.uint8) if raw else probs
         self.in_flight = self.max_in_flight = 0
+        self.frames: list[np.ndarray] = []
 
     async def infer(self, frame: np.ndarray, *, timeout: float | None = None) -> dict[str, np.ndarray]:
         assert frame.shape == (48, 320, 3) and frame.dtype == np.uint8
+        self.frames.append(frame)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         await asyncio.sleep(0)
@@ -235,6 +237,17 @@ async def test_recognition_threshold_is_strict_and_crops_go_concurrently(diction
     assert network.max_in_flight == 5  # every crop submitted before any result is awaited
     dropped = await recognition.run(image, recognition.parse_options({"minScore": 0.8}), detections(5))
     assert {k: len(v) for k, v in dropped.to_wire().items()} == {"text": 0, "box": 0, "boxScore": 0, "textScore": 0}
+
+
+@pytest.mark.parametrize(("channels", "first"), [("bgr", 30), ("rgb", 200)])
+async def test_the_recogniser_gets_the_declared_channel_order(dictionary, channels: str, first: int) -> None:
+    network = ScriptedRecogniser(len(dictionary), [1], 0.9)
+    recognition = OcrRecognition(network, dictionary, channels=channels)
+    image = np.empty((300, 400, 3), np.uint8)
+    image[...] = (200, 120, 30)  # RGB: red 200, blue 30
+    await recognition.run(image, recognition.parse_options({}), detections(1))
+    assert network.frames[0][24, 10].tolist() == [first, 120, 230 - first]
+    assert recognition.describe()["channels"] == channels
 
 
 def test_dictionary_must_match_the_recogniser_width(dictionary) -> None:
@@ -266,6 +279,7 @@ def test_factory_loads_both_hefs_and_the_dictionary(tmp_path: Path) -> None:
         (tmp_path / "paddle_ocr_v5_mobile_recognition.hef", 8, 16, True),
     ]
     assert recognition.describe()["classes"] == 18385
+    assert create_ocr_handlers(Settings(models_dir=tmp_path, ocr_recogniser_channels="rgb"), runtime)[1].channels == "rgb"
 
 
 def test_factory_without_dictionary_fails_fast(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ case "$1 $2" in
     esac ;;
   "container inspect") [[ ${STUB_CONTAINER_EXISTS:-0} == 1 ]] || exit 1 ;;
   "image inspect") [[ ${STUB_IMAGE_EXISTS:-0} == 1 ]] || exit 1 ;;
+  "exec "*) exit "${STUB_DOCKER_EXEC_STATUS:-0}" ;;
 esac
 exit 0
 """
@@ -78,6 +79,7 @@ def host(tmp_path: Path):
         "HAILO_DRIVER_VERSION_FILE": str(driver),
         "HAILO_RT_DIR": str(rt),
         "MODELS_DIR": str(tmp_path / "models"),
+        "DOCTOR_REPORT": str(tmp_path / "doctor.json"),
         "SETUP_MACHINE": "x86_64",
         "READY_TIMEOUT_S": "4",
     }
@@ -105,6 +107,12 @@ def test_dry_run_checks_and_prints_the_plan_without_running_it(host) -> None:
     assert any("fetch-models" in p and f"{tmp}/models:/models" in p for p in planned)
     assert any(p.startswith("[dry-run] docker run -d --name immich-machine-learning-hailo") for p in planned)
     assert any("tests/test.sh" in p and "BASE_URL=http://127.0.0.1:3003" in p for p in planned)
+    doctor = next(i for i, p in enumerate(planned) if "ml_target doctor" in p)
+    assert planned[doctor] == (
+        "[dry-run] docker exec immich-machine-learning-hailo python -m ml_target doctor --url http://127.0.0.1:3003 "
+        "--json /tmp/doctor.json"
+    )
+    assert doctor < next(i for i, p in enumerate(planned) if "tests/test.sh" in p)
     # Only read-only docker calls were made; nothing was built, run or created.
     assert all(c.split()[1] in ("info", "container") for c in _calls(tmp))
     assert not (tmp / "models").exists()
@@ -112,7 +120,7 @@ def test_dry_run_checks_and_prints_the_plan_without_running_it(host) -> None:
 
 def test_full_run_builds_fetches_starts_and_waits(host) -> None:
     tmp, env = host
-    result = _run(env | {"CLIP_BACKEND": "siglip"}, "--skip-tests")
+    result = _run(env | {"CLIP_BACKEND": "siglip"}, "--skip-tests", "--skip-doctor")
     assert result.returncode == 0, result.stdout + result.stderr
     docker = [c for c in _calls(tmp) if c.startswith("docker ") and " info" not in c and " inspect " not in c]
     assert docker[0].startswith("docker build -f") and "Dockerfile.hailo-base" in docker[0]
@@ -124,6 +132,18 @@ def test_full_run_builds_fetches_starts_and_waits(host) -> None:
     assert len(docker) == 4
     assert any(c.startswith("curl -fsS --max-time 2 http://127.0.0.1:3003/ping") for c in _calls(tmp))
     assert (tmp / "models").is_dir()
+
+
+def test_doctor_runs_in_the_container_and_its_failure_fails_the_setup(host) -> None:
+    tmp, env = host
+    result = _run(env, "--skip-tests")
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = _calls(tmp)
+    assert "docker exec immich-machine-learning-hailo python -m ml_target doctor --url http://127.0.0.1:3003 --json /tmp/doctor.json" in calls
+    assert f"docker cp immich-machine-learning-hailo:/tmp/doctor.json {tmp}/doctor.json" in calls
+    result = _run(env | {"STUB_DOCKER_EXEC_STATUS": "1"}, "--skip-tests")
+    assert result.returncode == 1
+    assert "doctor found problems" in result.stderr and "do not point Immich at it" in result.stderr
 
 
 def test_rerun_replaces_the_existing_container(host) -> None:
