@@ -118,8 +118,8 @@ def _arcface(hef: str, multi: bool, a_b: dict[str, tuple[float, float]]) -> Netw
     )
 
 
-def _image_encoder(hef: str, size: int, dim: int, out_type: str, norm, a_b) -> NetworkSpec:
-    quant = _u16(1 / 16384, 32768) if out_type == "UINT16" else _u8(1 / 64, 128)
+def _image_encoder(hef: str, size: int, dim: int, out_type: str, norm, a_b, out_quant: Quant | None = None) -> NetworkSpec:
+    quant = out_quant or (_u16(1 / 16384, 32768) if out_type == "UINT16" else _u8(1 / 64, 128))
     return NetworkSpec(
         hef=hef,
         inputs=(Edge("input_layer1", (size, size, 3), quant=PIXELS),),
@@ -130,11 +130,14 @@ def _image_encoder(hef: str, size: int, dim: int, out_type: str, norm, a_b) -> N
     )
 
 
-def _text_encoder(hef: str, in_shape, out_shape, out_layer: str, out_type: str, a_b) -> NetworkSpec:
-    out_quant = _u16(1 / 4096, 32768) if out_type == "UINT16" else _u8(1 / 16, 128)
+def _text_encoder(
+    hef: str, in_shape, out_shape, out_layer: str, out_type: str, a_b,
+    in_quant: Quant | None = None, out_quant: Quant | None = None,
+) -> NetworkSpec:
+    out_quant = out_quant or (_u16(1 / 4096, 32768) if out_type == "UINT16" else _u8(1 / 16, 128))
     return NetworkSpec(
         hef=hef,
-        inputs=(Edge("input_layer1", in_shape, type="UINT16", quant=_u16(1 / 16384, 32768)),),
+        inputs=(Edge("input_layer1", in_shape, type="UINT16", quant=in_quant or _u16(1 / 16384, 32768)),),
         outputs=(Edge(out_layer, out_shape, type=out_type, quant=out_quant),),
         multi_context=True,
         normalization=None,
@@ -175,10 +178,15 @@ NETWORKS: dict[str, NetworkSpec] = {
             "clip_vit_b_16_text_encoder", (1, 77, 512), (1, 77, 512), "normalization25", "UINT8",
             _t((25.2, 4.61), (27.2, 11.3)),
         ),
-        _image_encoder("siglip_b_16_image_encoder", 224, 768, "UINT16", HALF_NORM, _t((56.4, 17.1), (67.7, 60.5))),
+        # QPs read on a Hailo-8 from the v2.18.0 HEFs by a third party (hardware-evidence §1.9, §1.10).
+        _image_encoder(
+            "siglip_b_16_image_encoder", 224, 768, "UINT16", HALF_NORM, _t((56.4, 17.1), (67.7, 60.5)),
+            out_quant=_u16(0.00032554997596889734, 9506),
+        ),
         _text_encoder(
             "siglip_b_16_text_encoder", (8, 8, 768), (1, 1, 768), "output_layer1", "UINT16",
             _t((55.3, 5.3), (53.2, 20.9)),
+            in_quant=_u16(0.000125956823467277, 19290), out_quant=_u16(0.0006467350176535547, 17980),
         ),
         _image_encoder(
             "siglip2_b_32_256_image_encoder", 256, 768, "UINT16", HALF_NORM, _t((55.4, 6.34), (50.4, 41.3))
@@ -196,6 +204,7 @@ NETWORKS: dict[str, NetworkSpec] = {
             # UINT16: the cut ends at a 16-bit residual Add (inferred, hardware-evidence §1.14); name not dumped.
             "tinyclip_vit_39m_16_text_19m_yfcc15m_text_encoder", (1, 77, 512), (1, 77, 512), "output_layer1",
             "UINT16", _t((12.1, 2.54), (14.7, 3.32)),
+            in_quant=_u16(3.146522067254409e-05, 15216),  # read on a Hailo-8 (v2.17.0 HEF), hardware-evidence §1.14
         ),
         NetworkSpec(
             hef="paddle_ocr_v5_mobile_detection",
