@@ -7,8 +7,10 @@ pad token, and the *text cut* — which parts of the text encoder run on the hos
 the HEF. One generic text pipeline (`ml_target.text.encoder`) interprets the cut; nothing else
 branches on the backend.
 
-The defaults follow the best current knowledge (reference/hailo-models.md §3.3-§3.6); what is still
-unconfirmed on hardware is recorded in each entry's `open_questions`.
+The declarations follow the evidence in docs/hardware-evidence.md; what no public source settles is
+recorded in each entry's `open_questions`. Positions and the output stage of each text HEF are also
+measured on the HEF at start-up (`ml_target.text.cut_probe`), which overrides a declaration it
+contradicts and reports the contradiction.
 """
 
 from __future__ import annotations
@@ -82,8 +84,8 @@ class ClipBackend:
 _CLIP_CUT = TextCut(positions="hef", pooling="first_eos", final_layer_norm=False, projection=True)
 _SIGLIP_CUT = TextCut(positions="hef", pooling="hef", final_layer_norm=False, projection=False)
 _POSITIONS_OPEN = (
-    "Position embeddings are believed to be added inside the HEF (the model script's embeddings Add "
-    "takes a constant table); confirm numerically on hardware (hailo-models.md §7 q2)."
+    "Position embeddings are added inside the HEF by every Zoo recipe (the embeddings Add takes a constant "
+    "table; calibration data is token embeddings only); the start-up probe measures it on the HEF."
 )
 
 # What every backend of one tokenizer family shares (Immich's text settings for that family).
@@ -116,8 +118,8 @@ BACKENDS: dict[str, ClipBackend] = {
             checkpoint="openai/clip-vit-base-patch32",
             open_questions=(
                 _POSITIONS_OPEN,
-                "The output layer `normalization25` is taken to be the final LayerNorm, so the host "
-                "applies none; confirm against the float model.",
+                "The output layer `normalization25` is the final LayerNorm (12 blocks x 2 + 1), so the host "
+                "applies none; the start-up probe checks the LayerNorm statistics of the output.",
             ),
         ),
         ClipBackend(
@@ -131,7 +133,8 @@ BACKENDS: dict[str, ClipBackend] = {
             checkpoint="openai/clip-vit-base-patch16",
             open_questions=(
                 _POSITIONS_OPEN,
-                "Assumed to end at the final LayerNorm like the B/32 text HEF; dump the HEF to confirm.",
+                "Same parser cut as B/32 (Add_1 -> Add_1515), so it ends at the final LayerNorm; never dumped, "
+                "the start-up probe checks it.",
             ),
         ),
         ClipBackend(
@@ -147,8 +150,8 @@ BACKENDS: dict[str, ClipBackend] = {
             checkpoint="google/siglip-base-patch16-224",
             open_questions=(
                 _POSITIONS_OPEN,
-                "Pad token expected `</s>` (id 1); the tokenizer_config.json in use decides, as in Immich "
-                "(hailo-models.md §7 q4). It matters: SigLIP pools the last position.",
+                "Pad token `</s>` (id 1), as a hardware-run worker uses; the tokenizer_config.json in use "
+                "decides, as in Immich. It matters: SigLIP pools the last position.",
             ),
         ),
         ClipBackend(
@@ -164,7 +167,8 @@ BACKENDS: dict[str, ClipBackend] = {
             checkpoint="google/siglip2-base-patch32-256",
             open_questions=(
                 _POSITIONS_OPEN,
-                "Output names, types and pooling are assumed to follow SigLIP B/16; dump the HEF.",
+                "Pooled (1x1x768) on balance of evidence, but the Zoo yaml says 1x64x768: a per-token output is "
+                "pooled on the host (last row) and the probe decides whether LayerNorm and head follow.",
                 "SigLIP2 uses the Gemma tokenizer; the pad/EOS tokens listed here are expectations, "
                 "the tokenizer_config.json copied from Immich's model decides.",
             ),
@@ -181,7 +185,8 @@ BACKENDS: dict[str, ClipBackend] = {
             open_questions=(
                 _POSITIONS_OPEN,
                 "The cut ends at the last block's residual Add, before `final_layer_norm`, so the host "
-                "applies it; Hailo's own post-process does not. Compare with the float model (§7 q3).",
+                "applies it; Hailo's own post-process does not. The start-up probe tells a LayerNorm output "
+                "from the residual stream and follows the HEF.",
             ),
         ),
     )
