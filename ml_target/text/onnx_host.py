@@ -22,7 +22,7 @@ Every table must agree on the text width; anything missing or inconsistent is an
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 import numpy as np
 import onnx
@@ -186,9 +186,3 @@ def host_weights_from_textual_onnx(model: onnx.ModelProto, *, source: str, embed
         layer_norm_eps=eps,
         source=source,
     )
-
-
-def summary(weights: TextHostWeights) -> Mapping[str, object]:
-    """The shapes found, for fetch-models' log."""
-    arrays = ("token_embedding", "position_embedding", "final_ln_weight", "text_projection", "text_projection_bias")
-    return {name: None if getattr(weights, name) is None else list(getattr(weights, name).shape) for name in arrays}
