@@ -11,8 +11,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from ml_target.config import FACE_PACKS
 from ml_target.hailo.emulator.models_dir import write_emulated_models
-from ml_target.testing import faces_emulation
+from ml_target.testing import face_models, faces_emulation
 from ml_target.testing.clip_emulation import write_emulated_clip_assets
 from ml_target.testing.ocr_networks import ocrspine_file
 from ml_target.text.ocr_dictionary import DICTIONARY_FILE
@@ -22,12 +23,14 @@ def write_emulated_models_dir(directory: Path, arch: str = "hailo8") -> list[Pat
     """Write every HEF of `ml_target.networks.NETWORKS` plus the host-side files the tasks load.
 
     SCRFD and ArcFace get the face stand-ins instead of synthetic outputs, so faces in photographs
-    are found; CLIP/SigLIP get tiny deterministic host weights and tokenizers; OCR gets the real
-    dictionary that matches its real ONNX weights.
+    are found; every Immich pack gets a recogniser-shaped stand-in ONNX for the compatible face mode
+    (`ml_target.testing.face_models`, not a face recogniser); CLIP/SigLIP get tiny deterministic
+    host weights and tokenizers; OCR gets the real dictionary that matches its real ONNX weights.
     """
     directory = Path(directory)
     written = write_emulated_models(directory, arch=arch)
     written += faces_emulation.write_face_models(directory, arch=arch)
+    written += [face_models.write_recogniser(directory, pack) for pack in FACE_PACKS]
     written += write_emulated_clip_assets(directory)
     dictionary = directory / DICTIONARY_FILE
     shutil.copyfile(ocrspine_file("ppocr_keys_v5.txt"), dictionary)

@@ -105,9 +105,9 @@ def recogniser_model(seed: int = 0, batch: str | int = "batch") -> onnx.ModelPro
     weights = {
         "conv1.weight": rng.normal(0, 0.2, (16, 3, 4, 4)),
         "conv1.bias": rng.normal(0, 0.1, (16,)),
-        "conv2.weight": rng.normal(0, 0.1, (32, 16, 4, 4)),
-        "conv2.bias": rng.normal(0, 0.1, (32,)),
-        "fc.weight": rng.normal(0, 0.05, (32 * 7 * 7, EMBEDDING_DIM)),
+        "conv2.weight": rng.normal(0, 0.1, (8, 16, 4, 4)),
+        "conv2.bias": rng.normal(0, 0.1, (8,)),
+        "fc.weight": rng.normal(0, 0.1, (8 * 7 * 7, EMBEDDING_DIM)),
     }
     nodes = [
         helper.make_node("Conv", [RECOGNISER_INPUT, "conv1.weight", "conv1.bias"], ["c1"], kernel_shape=[4, 4],
