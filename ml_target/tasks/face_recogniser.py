@@ -148,7 +148,7 @@ class HostRecogniser:
         }
 
     def close(self) -> None:
-        """Release the thread pool (it is re-created if the recogniser is used again)."""
+        """Release the thread pool (it is re-created if the recogniser is used again); called after the last request."""
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
