@@ -11,8 +11,9 @@ FROM ${BASE_IMAGE}
 
 ARG APP_UID=10001
 
-# The runtime dependencies plus `verify` (onnxruntime runs Immich's own models on the CPU); no
-# emulator and no test extras. Pinned by constraints.txt when the repository has one (the same
+# The runtime dependencies (with onnxruntime and onnx: Immich's own face recogniser runs on the CPU,
+# and fetch-models reads the CLIP text files out of Immich's textual model) plus `verify` (httpx,
+# matplotlib); no emulator and no test extras. Pinned by constraints.txt when the repository has one (the same
 # pins CI tested).
 COPY pyproject.toml README.md constraints.tx[t] /src/
 COPY ml_target /src/ml_target

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build, provision and start the Hailo machine-learning worker for Immich, then check and test it.
 #
-# Safe to re-run: image builds are cached, fetch-models skips verified HEFs, and an existing
+# Safe to re-run: image builds are cached, fetch-models skips verified models, and an existing
 # container of the same name is replaced. Every path and name can be overridden from the
 # environment (see usage) so the script can be tested against a temporary directory.
 set -euo pipefail
@@ -20,8 +20,10 @@ CLIP_BACKEND=${CLIP_BACKEND:-vit-b-32}
 READY_TIMEOUT_S=${READY_TIMEOUT_S:-180}
 DOCTOR_REPORT=${DOCTOR_REPORT:-$REPO_DIR/doctor.json}
 MACHINE=${SETUP_MACHINE:-$(uname -m)}
-FORWARDED_SETTINGS=(CLIP_BACKEND HAILO_ARCH TASKS FACE_DETECTOR FACE_RECOGNISER CLIP_SERVE_ANY_MODEL_NAME
-  FACE_SERVE_ANY_MODEL_NAME HAILO_GROUP_ID HAILO_MULTI_PROCESS_SERVICE REQUEST_TIMEOUT_S LOG_LEVEL)
+FORWARDED_SETTINGS=(CLIP_BACKEND HAILO_ARCH TASKS FACE_DETECTOR FACE_RECOGNISER FACE_MODEL CLIP_SERVE_ANY_MODEL_NAME
+  FACE_SERVE_ANY_MODEL_NAME FACE_RECOGNITION_THREADS HAILO_GROUP_ID HAILO_MULTI_PROCESS_SERVICE REQUEST_TIMEOUT_S
+  LOG_LEVEL)
+IMMICH_CACHE_DIR=${IMMICH_CACHE_DIR:-}
 
 DRY_RUN=0
 SKIP_MODELS=0
@@ -36,9 +38,10 @@ usage() {
 Usage: ./setup.sh [--dry-run] [--offline] [--skip-models] [--skip-doctor] [--skip-tests]
 
 Checks the host (Docker, $HAILO_DEVICE_PATH, hailo_pci driver = HailoRT files in hailo-rt-4/),
-builds the images, fetches the HEFs into models/, starts the container, runs
-'python -m ml_target doctor' inside it (the first run on a card, checked end to end; report in
-$DOCTOR_REPORT) and tests/test.sh against it.
+builds the images, fetches the models into models/ (the HEFs from the Hailo Model Zoo; Immich's
+face recogniser and CLIP text files from Immich's own published models), starts the container,
+runs 'python -m ml_target doctor' inside it (the first run on a card, checked end to end; report
+in $DOCTOR_REPORT) and tests/test.sh against it.
 
   --dry-run      check prerequisites, then print the commands instead of running them
   --offline      air-gapped install: use the loaded image instead of building, and verify
@@ -50,7 +53,9 @@ $DOCTOR_REPORT) and tests/test.sh against it.
 Environment (defaults): HAILO_DEVICE_PATH ($HAILO_DEVICE_PATH), HAILO_DRIVER_VERSION_FILE,
 HAILO_RT_DIR, HAILORT_VERSION (= driver version), MODELS_DIR, DOCTOR_REPORT, BASE_IMAGE_NAME, APP_IMAGE,
 CONTAINER_NAME ($CONTAINER_NAME), ML_PORT ($ML_PORT), ML_PUBLISH ($ML_PUBLISH),
-READY_TIMEOUT_S ($READY_TIMEOUT_S), and the worker settings ${FORWARDED_SETTINGS[*]}.
+READY_TIMEOUT_S ($READY_TIMEOUT_S), IMMICH_CACHE_DIR (a copy of Immich's model cache, e.g. the
+host path of its model-cache volume: Immich's files are copied from it instead of downloaded),
+and the worker settings ${FORWARDED_SETTINGS[*]}.
 EOF
 }
 
@@ -163,6 +168,12 @@ check_hailort() {
   fi
 }
 
+check_immich_cache() {
+  if [[ -n $IMMICH_CACHE_DIR && ! -d $IMMICH_CACHE_DIR ]]; then
+    fail "IMMICH_CACHE_DIR=$IMMICH_CACHE_DIR is not a directory: give the host path of Immich's model-cache volume (or a copy made with 'docker cp immich_machine_learning:/cache ./immich-cache'), or unset it to download Immich's models"
+  fi
+}
+
 check_test_tools() {
   ((SKIP_TESTS)) && return 0
   local tool
@@ -200,12 +211,16 @@ build_images() {
 
 fetch_models() {
   ((SKIP_MODELS)) && return 0
-  local mode=()
+  local mode=() cache=()
   ((OFFLINE)) && mode=(--offline)
-  say "provisioning HEFs in $MODELS_DIR"
+  if [[ -n $IMMICH_CACHE_DIR ]]; then
+    cache=(-v "$IMMICH_CACHE_DIR:/immich-cache:ro")
+    mode+=(--immich-cache /immich-cache)
+  fi
+  say "provisioning models in $MODELS_DIR"
   run mkdir -p "$MODELS_DIR"
   run docker run --rm --device "$HAILO_DEVICE_PATH:/dev/hailo0" --user "$(id -u):$(id -g)" \
-    -v "$MODELS_DIR:/models" "${SETTINGS_ARGS[@]}" "$APP_IMAGE" fetch-models "${mode[@]}"
+    -v "$MODELS_DIR:/models" "${cache[@]}" "${SETTINGS_ARGS[@]}" "$APP_IMAGE" fetch-models "${mode[@]}"
 }
 
 start_container() {
@@ -258,7 +273,8 @@ run_doctor() {
 run_tests() {
   ((SKIP_TESTS)) && return 0
   say "testing the running worker"
-  run env BASE_URL="http://127.0.0.1:$ML_PORT" CLIP_MODEL="$(clip_model)" bash "$REPO_DIR/tests/test.sh"
+  run env BASE_URL="http://127.0.0.1:$ML_PORT" FACE_MODEL="${FACE_MODEL:-buffalo_l}" CLIP_MODEL="$(clip_model)" \
+    bash "$REPO_DIR/tests/test.sh"
 }
 
 main() {
@@ -267,6 +283,7 @@ main() {
   check_docker
   check_device
   check_hailort
+  check_immich_cache
   check_test_tools
   if ((${#FAILURES[@]})); then
     printf '%s prerequisite(s) failed; fix the above and re-run ./setup.sh\n' "${#FAILURES[@]}" >&2

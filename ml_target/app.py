@@ -158,8 +158,12 @@ class _Service:
         self._health_pool: ThreadPoolExecutor | None = None
 
     def close(self) -> None:
-        """Release the thread pools; they are re-created if the app serves again."""
+        """Release the thread pools (the handlers' too); they are re-created if the app serves again."""
         self.decoder.close()
+        for handler in self.pipeline.handlers:
+            close = getattr(handler, "close", None)
+            if close is not None:
+                close()
         if self._health_pool is not None:
             self._health_pool.shutdown(wait=False, cancel_futures=True)
             self._health_pool = None

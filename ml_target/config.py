@@ -26,6 +26,8 @@ CLIP_BACKENDS = {
 FACE_DETECTORS = ("scrfd_2.5g", "scrfd_10g")
 FACE_RECOGNISERS = ("arcface_r50", "arcface_mobilefacenet")
 CHANNEL_ORDERS = ("bgr", "rgb")
+# Immich's insightface packs; the configured one's own recogniser runs on the host CPU (compatible mode).
+FACE_PACKS = ("buffalo_l", "buffalo_m", "buffalo_s", "antelopev2")
 TASKS = ("clip", "faces", "ocr")
 
 
@@ -70,10 +72,12 @@ class Settings:
     tasks: tuple[str, ...] = TASKS
     clip_backend: str = "vit-b-32"
     clip_serve_any_model_name: bool = False
-    face_detector: str = "scrfd_2.5g"
+    face_detector: str = "scrfd_10g"
     face_recogniser: str = "arcface_r50"
     face_serve_any_model_name: bool = False
     ocr_recogniser_channels: str = "bgr"
+    face_model: str = "buffalo_l"
+    face_recognition_threads: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
     request_timeout_s: float = 30.0
     queue_wait_s: float = 10.0
     max_queued_frames: int = 256
@@ -123,6 +127,8 @@ def _parse(field_name: str, env_name: str, raw: str) -> object:
         "face_recogniser": lambda: _choice(env_name, raw, FACE_RECOGNISERS),
         "face_serve_any_model_name": lambda: _bool(env_name, raw),
         "ocr_recogniser_channels": lambda: _choice(env_name, raw, CHANNEL_ORDERS),
+        "face_model": lambda: _choice(env_name, raw, FACE_PACKS),
+        "face_recognition_threads": lambda: _number(env_name, raw, int, 1),
         "request_timeout_s": lambda: _number(env_name, raw, float, 0.1),
         "queue_wait_s": lambda: _number(env_name, raw, float, 0.0),
         "max_queued_frames": lambda: _number(env_name, raw, int, 1),
@@ -148,8 +154,13 @@ def _share(name: str, raw: str) -> float:
 
 
 def _tasks(name: str, raw: str) -> tuple[str, ...]:
-    chosen = tuple(t.strip().lower() for t in raw.split(",") if t.strip())
-    unknown = [t for t in chosen if t not in TASKS]
+    return _subset(name, raw, TASKS)
+
+
+def _subset(name: str, raw: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """A non-empty comma-separated subset of `allowed`, in the order given, duplicates dropped."""
+    chosen = tuple(dict.fromkeys(t.strip().lower() for t in raw.split(",") if t.strip()))
+    unknown = [t for t in chosen if t not in allowed]
     if unknown or not chosen:
-        raise ConfigurationError(f"{name}={raw!r}: give a comma-separated subset of {', '.join(TASKS)}")
+        raise ConfigurationError(f"{name}={raw!r}: give a comma-separated subset of {', '.join(allowed)}")
     return chosen

@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 scripts/install.sh emulator
 models="${MODELS_DIR:-.cache/emulated-models}"
 .venv/bin/python -m ml_target emulate-models "$models"
-# The emulated ArcFace is a stand-in anyway; opting in lets the demo answer Immich's faces request.
-export HAILO_DEVICE=emulator MODELS_DIR="$models" FACE_SERVE_ANY_MODEL_NAME=true
+# Faces run the default compatible mode: a recogniser-shaped stand-in ONNX on the CPU.
+export HAILO_DEVICE=emulator MODELS_DIR="$models"
 export IMMICH_HOST="${IMMICH_HOST:-127.0.0.1}" IMMICH_PORT="${IMMICH_PORT:-3003}"
 echo "Serving the emulated worker on http://${IMMICH_HOST}:${IMMICH_PORT} (Ctrl-C to stop)" >&2
 exec .venv/bin/python -m ml_target serve

@@ -8,7 +8,7 @@ workdir="$(mktemp -d)"
 port="$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 .venv/bin/python -m ml_target emulate-models "$workdir/models" >/dev/null
 
-HAILO_DEVICE=emulator FACE_SERVE_ANY_MODEL_NAME=true MODELS_DIR="$workdir/models" IMMICH_HOST=127.0.0.1 IMMICH_PORT="$port" \
+HAILO_DEVICE=emulator MODELS_DIR="$workdir/models" IMMICH_HOST=127.0.0.1 IMMICH_PORT="$port" \
   .venv/bin/python -m ml_target serve >"$workdir/server.log" 2>&1 &
 server=$!
 cleanup() {

@@ -92,3 +92,35 @@ async def test_health_and_metrics_reflect_the_runtime(served) -> None:
     sessions = health["search_sessions"]
     assert (sessions["enabled"], sessions["active"], sessions["sessions"]) == (True, False, 0)
     assert "ml_target_search_session_active 0.0" in metrics and "ml_target_search_sessions_total 0.0" in metrics
+
+
+async def test_the_default_compatible_mode_serves_immichs_recogniser_and_reports_its_cost(tmp_path: Path) -> None:
+    """No opt-in: SCRFD on the (emulated) device, the pack's own recogniser ONNX on the host CPU."""
+    import threading
+
+    from ml_target.testing import face_models
+
+    faces_emulation.register()
+    faces_emulation.write_face_models(tmp_path)
+    face_models.write_recogniser(tmp_path, "buffalo_l")
+    settings = Settings(
+        hailo_device="emulator", hailo_emulator_profile="none", models_dir=tmp_path, tasks=("faces",), request_threads=1
+    )
+    runtime = Runtime(settings)
+    app = create_app_for_runtime(settings, create_face_handlers(settings, runtime), runtime)
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://ml") as client:
+        response = await post_predict(client, FACES_ENTRIES, image=astronaut_jpeg())
+        assert response.status_code == 200
+        faces = response.json()["facial-recognition"]
+        assert faces and all(len(orjson.loads(face["embedding"])) == 512 for face in faces)
+        health = (await client.get("/health")).json()
+        recognition = next(h for h in health["handlers"] if h["type"] == "recognition")
+        assert recognition["mode"] == "immich-compatible" and recognition["model_names"] == ["buffalo_l"]
+        assert recognition["recogniser"]["faces"] == len(faces) and recognition["recogniser"]["cpu_ms_per_face"] > 0
+        assert "nothing needs re-running" in recognition["note"]
+        assert not any(name.startswith("arcface") for name in health["networks"])  # nothing recognised on the device
+        other = FACES_ENTRIES.replace("buffalo_l", "buffalo_s")
+        refused = await post_predict(client, other, image=astronaut_jpeg())
+        assert refused.status_code == 400 and "FACE_MODEL=buffalo_s" in refused.json()["detail"]
+    assert not [t for t in threading.enumerate() if t.name.startswith("face-recogniser")]  # pool closed at shutdown

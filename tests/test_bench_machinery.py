@@ -17,6 +17,7 @@ from ml_target.benchmarks.options import add_arguments, command_line, options_fr
 from ml_target.benchmarks.procstat import (
     EMULATOR_GROUP,
     MAIN_GROUP,
+    RECOGNISER_GROUP,
     cpu_by_group,
     group_of,
     parse_stat,
@@ -53,10 +54,13 @@ def test_faces_bound_adds_three_arcface_frames_and_a_switch_per_burst():
 
 
 def test_workloads_name_the_configured_networks_and_immich_entries():
-    jobs = workloads(
-        Settings(clip_backend="vit-b-32", face_detector="scrfd_10g", face_recogniser="arcface_mobilefacenet")
+    hailo = Settings(
+        clip_backend="vit-b-32", face_detector="scrfd_10g", face_recogniser="arcface_mobilefacenet",
+        face_serve_any_model_name=True,
     )
-    assert dict(jobs["faces"].frames) == {"scrfd_10g": 1.0, "arcface_mobilefacenet": 3.0}
+    assert dict(workloads(hailo)["faces"].frames) == {"scrfd_10g": 1.0, "arcface_mobilefacenet": 3.0}
+    jobs = workloads(Settings(clip_backend="vit-b-32", face_detector="scrfd_2.5g"))
+    assert dict(jobs["faces"].frames) == {"scrfd_2.5g": 1.0}  # compatible mode: recognition on the host CPU
     assert json.loads(jobs["clip-image"].entries) == {"clip": {"visual": {"modelName": "ViT-B-32__openai"}}}
     assert jobs["clip-text"].payload == "text" and jobs["ocr"].frames == {}
 
@@ -126,6 +130,7 @@ def test_cpu_is_grouped_by_python_thread_name():
     assert math.isclose(spent["decode pool"], 0.25)
     assert math.isclose(spent[MAIN_GROUP], 0.5 + 0.1)
     assert group_of("asyncio_3").startswith("to_thread")
+    assert group_of("face-recogniser_1") == group_of("face-recogniser") == RECOGNISER_GROUP  # /proc cuts at 15
     per = cpu_per_request(spent, 10)
     assert math.isclose(per["emulator_ms"], 25.0) and math.isclose(per["worker_ms"], 85.0)
 
@@ -377,3 +382,7 @@ def test_recorded_command_line_runs_the_same_options():
     line = command_line(options)
     assert line.startswith("python -m ml_target bench ")
     assert options_from(_parse(line.split()[4:])) == options
+    hailo = options_from(_parse(["--workload", "faces", "--faces", "hailo-arcface"]))
+    assert hailo.faces == "hailo-arcface" and "--faces hailo-arcface" in command_line(hailo)
+    assert options_from(_parse(command_line(hailo).split()[4:])) == hailo
+    assert options.faces == "immich"  # the worker's own default

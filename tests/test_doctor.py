@@ -67,7 +67,7 @@ def test_the_right_configuration_passes(good_models):
     checks = doctor(good_models)
     assert failures(checks) == {}
     for name in ("faces: detection", "faces: recognition", "ocr: page", "ocr: colour order", "smart search: colours",
-                 "text cut clip_vit_b_32", "edges scrfd_2.5g", "file arcface_r50.hef", "task ocr"):
+                 "text cut clip_vit_b_32", "edges scrfd_10g", "file scrfd_10g.hef", "task ocr"):
         assert checks[name].verdict is Verdict.PASS, name
     assert checks["device"].verdict is Verdict.WARN and "EMULATED" in checks["device"].detail
     assert checks["smart search: photos"].verdict is Verdict.SKIP
@@ -131,8 +131,8 @@ def test_hefs_for_the_other_chip_are_named(models):
     finally:
         emulator.device().reset()
     failed = failures({c.name: c for c in checks})
-    assert "compiled for hailo8p; a hailo8l does not run it" in failed["file scrfd_2.5g.hef"].detail
-    assert "--arch hailo8l" in failed["file scrfd_2.5g.hef"].fix
+    assert "compiled for hailo8p; a hailo8l does not run it" in failed["file scrfd_10g.hef"].detail
+    assert "--arch hailo8l" in failed["file scrfd_10g.hef"].fix
     assert "task faces" in failed
 
 

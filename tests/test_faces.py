@@ -161,7 +161,7 @@ async def test_recognition_of_no_faces_calls_nothing():
 def test_handlers_declare_the_protocol_fields():
     detector = FakeNetwork(SCRFD, fixed({}))
     recogniser = FakeNetwork(ARCFACE, fixed({}))
-    detection, recognition = face_handlers(detector, recogniser)
+    detection, recognition = face_handlers(detector, FaceRecognition(recogniser))
     assert (detection.task, detection.type, detection.modality, detection.depends_on) == (
         "facial-recognition", "detection", "image", None,
     )
@@ -170,7 +170,8 @@ def test_handlers_declare_the_protocol_fields():
     )
     assert detection.describe()["network"] == "scrfd_2_5g"
     described = recognition.describe()
-    assert described["network"] == "arcface_r50" and "re-run face detection" in described["caveat"]
+    assert described["network"] == "arcface_r50" and described["mode"] == "hailo-arcface"
+    assert "re-run face detection" in described["caveat"]
 
 
 def test_a_detector_without_scrfd_heads_is_refused_at_start():
@@ -188,29 +189,32 @@ class FakeRuntime:
         return FakeNetwork(spec, fixed({}))
 
 
+def test_the_default_detector_is_buffalo_ls_scrfd_10g():
+    assert Settings().face_detector == "scrfd_10g" and Settings().face_model == "buffalo_l"
+
+
 @pytest.mark.parametrize(("detector", "recogniser"), [("scrfd_2.5g", "arcface_r50"), ("scrfd_10g", "arcface_mobilefacenet")])
-def test_factory_loads_the_configured_hefs(tmp_path, detector, recogniser):
+def test_the_hailo_opt_in_loads_both_hefs(tmp_path, detector, recogniser):
     runtime = FakeRuntime()
-    settings = Settings(models_dir=tmp_path, face_detector=detector, face_recogniser=recogniser, request_timeout_s=12.0)
+    settings = Settings(
+        models_dir=tmp_path, face_detector=detector, face_recogniser=recogniser, request_timeout_s=12.0,
+        face_serve_any_model_name=True,
+    )
     detection, recognition = create_face_handlers(settings, runtime)
-    assert runtime.loads == [
+    assert sorted(runtime.loads) == sorted([
         (tmp_path / f"{detector}.hef", NETWORKS[detector].batch_size, NETWORKS[detector].priority),
         (tmp_path / f"{recogniser}.hef", NETWORKS[recogniser].batch_size, NETWORKS[recogniser].priority),
-    ]
+    ])
     assert detection.describe()["network"] == NETWORKS[detector].group
     assert recognition.describe()["network"] == NETWORKS[recogniser].group
 
 
-def test_recognition_under_immichs_names_needs_the_operators_opt_in():
-    """ArcFace MS1MV3 is not buffalo_l's recogniser: refuse unless FACE_SERVE_ANY_MODEL_NAME is set."""
+def test_the_hailo_arcface_answers_every_pack_name():
+    """The opt-in is the operator's choice of another embedding space: every Immich pack name is answered."""
     respond, _ = arcface_by_brightness()
-    network = FakeNetwork(ARCFACE, respond)
-    refused = FaceRecognition(network)
-    with pytest.raises(ModelNotServed, match="FACE_SERVE_ANY_MODEL_NAME=true"):
-        refused.check_model("buffalo_l")
-    assert refused.describe()["model_names"] == []
-    allowed = FaceRecognition(network, opted_in=True)
-    allowed.check_model("buffalo_l")
+    recognition = FaceRecognition(FakeNetwork(ARCFACE, respond))
+    for name in ("buffalo_l", "buffalo_m", "buffalo_s", "antelopev2"):
+        recognition.check_model(name)
     with pytest.raises(ModelNotServed):
-        allowed.check_model("ViT-B-32__openai")
-    assert allowed.describe()["model_names"] == ["buffalo_l", "buffalo_m", "buffalo_s", "antelopev2"]
+        recognition.check_model("ViT-B-32__openai")
+    assert recognition.describe()["model_names"] == ["buffalo_l", "buffalo_m", "buffalo_s", "antelopev2"]

@@ -109,7 +109,9 @@ class TestStandIns:
 def runtime(tmp_path):
     """The real runtime on the emulated device (no sleeping) over a models dir of stand-in HEFs."""
     fe.write_face_models(tmp_path)
-    settings = Settings(hailo_device="emulator", hailo_emulator_profile="none", models_dir=tmp_path)
+    settings = Settings(
+        hailo_device="emulator", hailo_emulator_profile="none", models_dir=tmp_path, face_serve_any_model_name=True
+    )
     rt = Runtime(settings)
     yield settings, rt
     rt.close()

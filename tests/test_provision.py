@@ -12,8 +12,6 @@ import io
 import shutil
 import struct
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +20,7 @@ import pytest
 from ml_target import hef_header, provision
 from ml_target.config import Settings
 from ml_target.networks import NETWORKS
-from ml_target.text.host_weights import TextHostWeights, save_host_weights
+from tests.fixture_server import Zoo, serve_zoo
 
 ARCH_CODES = {"hailo8": 0, "hailo8p": 1, "hailo8r": 2, "hailo8l": 3, "hailo10h": 5}
 
@@ -151,11 +149,10 @@ def test_an_emulated_hef_reports_its_build_as_a_real_header_would(tmp_path) -> N
 
 def test_required_networks_follow_settings() -> None:
     default = provision.required_networks(Settings())
-    assert default == [
+    assert default == [  # faces: only the detector on the device; Immich's recogniser runs on the CPU
         "clip_vit_b_32_image_encoder",
         "clip_vit_b_32_text_encoder",
-        "scrfd_2.5g",
-        "arcface_r50",
+        "scrfd_10g",
         "paddle_ocr_v5_mobile_detection",
         "paddle_ocr_v5_mobile_recognition",
     ]
@@ -165,9 +162,11 @@ def test_required_networks_follow_settings() -> None:
         "tinyclip_vit_39m_16_text_19m_yfcc15m_text_encoder",
     ]
     faces = provision.required_networks(
-        Settings.from_env({"TASKS": "faces", "FACE_DETECTOR": "scrfd_10g", "FACE_RECOGNISER": "arcface_mobilefacenet"})
+        Settings.from_env({"TASKS": "faces", "FACE_DETECTOR": "scrfd_2.5g", "FACE_RECOGNISER": "arcface_mobilefacenet"})
     )
-    assert faces == ["scrfd_10g", "arcface_mobilefacenet"]
+    assert faces == ["scrfd_2.5g"]
+    hailo = Settings.from_env({"TASKS": "faces", "FACE_SERVE_ANY_MODEL_NAME": "true", "FACE_RECOGNISER": "arcface_mobilefacenet"})
+    assert provision.required_networks(hailo) == ["scrfd_10g", "arcface_mobilefacenet"]
 
 
 def test_every_clip_backend_needs_two_known_hefs() -> None:
@@ -214,69 +213,10 @@ def test_resolve_arch_prefers_flag_then_setting_then_device() -> None:
 # --------------------------------------------------------------------------- loopback server
 
 
-class Zoo:
-    """State of the fake mirror: files by URL path, scripted faults, and a request log."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.faults: dict[str, list[str]] = {}
-        self.requests: list[tuple[str, str | None]] = []
-
-
-def _handler(zoo: Zoo) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            zoo.requests.append((self.path, self.headers.get("Range")))
-            fault = zoo.faults.get(self.path, []).pop(0) if zoo.faults.get(self.path) else None
-            if fault == "500":
-                self.send_error(500)
-                return
-            if fault == "html":
-                self._send(200, b"<html><body>Please log in to the hotel wifi</body></html>", "text/html")
-                return
-            data = zoo.files.get(self.path)
-            if data is None:
-                self.send_error(404)
-                return
-            start = 0
-            rng = self.headers.get("Range")
-            if rng:
-                start = int(rng.removeprefix("bytes=").rstrip("-"))
-            body = data[start:]
-            self.send_response(206 if rng else 200)
-            if rng:
-                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if fault == "drop":
-                self.wfile.write(body[: len(body) // 3])
-                self.close_connection = True
-                return
-            self.wfile.write(body)
-
-        def _send(self, status: int, body: bytes, kind: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    return Handler
-
-
 @pytest.fixture
 def zoo():
-    state = Zoo()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    state.base_url = f"http://127.0.0.1:{server.server_address[1]}/zoo"
-    yield state
-    server.shutdown()
-    server.server_close()
+    with serve_zoo() as state:
+        yield state
 
 
 NAMES = ["scrfd_2.5g", "arcface_mobilefacenet"]
@@ -472,46 +412,6 @@ def test_main_offline_names_missing_clip_hefs_and_bad_settings(tmp_path: Path) -
     assert "TASKS='sideways'" in err.getvalue()
 
 
-CLIP_PAIR = ("clip_vit_b_32_image_encoder", "clip_vit_b_32_text_encoder")
-
-
-def _host_assets(models: Path, stand_in: bool = False, tokenizer: bool = True) -> Path:
-    directory = models / "clip_vit_b_32"
-    weights = TextHostWeights(token_embedding=np.zeros((10, 4), np.float32), stand_in=stand_in)
-    save_host_weights(directory, weights, backend="clip_vit_b_32")
-    if tokenizer:
-        (directory / "tokenizer.json").write_text("{}")
-    return directory
-
-
-def _fetch_clip(zoo: Zoo, models: Path, *extra: str) -> tuple[int, str]:
-    for i, name in enumerate(CLIP_PAIR):
-        zoo.files[f"/zoo/hailo8/{name}.hef"] = fake_hef("hailo8p", seed=i, payload_size=1000)
-    err = io.StringIO()
-    env = {"MODELS_DIR": str(models), "TASKS": "clip", "HAILO_ARCH": "hailo8"}
-    return provision.main(["--base-url", zoo.base_url, *extra], env=env, stderr=err), err.getvalue()
-
-
-def test_clip_fetch_fails_while_the_host_text_assets_are_missing(zoo: Zoo, tmp_path: Path) -> None:
-    code, log = _fetch_clip(zoo, tmp_path)
-    assert code == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["SHA256SUMS", *(f"{n}.hef" for n in CLIP_PAIR)]
-    assert f"error: {tmp_path}/clip_vit_b_32/host.json is missing" in log
-    assert "export_clip_host_weights.py" in log and "the worker will not start" in log
-
-
-def test_clip_fetch_passes_with_host_assets_and_refuses_stand_ins(zoo: Zoo, tmp_path: Path) -> None:
-    directory = _host_assets(tmp_path)
-    code, log = _fetch_clip(zoo, tmp_path)
-    assert code == 0, log
-    (directory / "tokenizer.json").unlink()
-    code, log = _fetch_clip(zoo, tmp_path, "--offline")
-    assert code == 1 and f"{directory}/tokenizer.json is missing" in log
-    _host_assets(tmp_path, stand_in=True)
-    code, log = _fetch_clip(zoo, tmp_path, "--offline")
-    assert code == 1 and "stand-in text weights" in log
-
-
 def _dictionary_text() -> str:
     """A PaddleOCR-layout table: 18383 characters, one per line (blank and space implicit)."""
     return "".join(chr(0x4E00 + i) + "\n" for i in range(18383))
@@ -550,13 +450,14 @@ def test_default_plan_covers_every_task() -> None:
     assert [a.filename for a in assets] == [
         "clip_vit_b_32_image_encoder.hef",
         "clip_vit_b_32_text_encoder.hef",
-        "scrfd_2.5g.hef",
-        "arcface_r50.hef",
+        "scrfd_10g.hef",
         "paddle_ocr_v5_mobile_detection.hef",
         "paddle_ocr_v5_mobile_recognition.hef",
+        "facial-recognition/buffalo_l/recognition/model.onnx",
         "ppocrv5_dict.txt",
     ]
-    assert assets[2].url.endswith("/v2.18.0/hailo8/scrfd_2.5g.hef")
+    assert assets[2].url.endswith("/v2.18.0/hailo8/scrfd_10g.hef")
+    assert assets[5].url == "https://huggingface.co/immich-app/buffalo_l/resolve/main/recognition/model.onnx"
 
 
 def test_progress_bar_redraws_in_place_on_a_terminal() -> None:

@@ -175,6 +175,42 @@ def test_test_sh_is_told_the_immich_name_of_the_clip_backend(host) -> None:
     assert "CLIP_MODEL=ViT-B-32-SigLIP2-256__webli bash" in result.stdout
 
 
+def test_an_immich_cache_is_mounted_read_only_for_fetch_models(host) -> None:
+    tmp, env = host
+    cache = tmp / "immich-cache"
+    cache.mkdir()
+    result = _run(env | {"IMMICH_CACHE_DIR": str(cache), "FACE_MODEL": "buffalo_s"}, "--skip-tests")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (fetch,) = [c for c in _calls(tmp) if c.endswith("--immich-cache /immich-cache")]
+    assert f"-v {cache}:/immich-cache:ro" in fetch and "fetch-models --immich-cache /immich-cache" in fetch
+    assert "-e FACE_MODEL=buffalo_s" in fetch
+    (started,) = [c for c in _calls(tmp) if c.startswith("docker run -d")]
+    assert "immich-cache" not in started and "-e FACE_MODEL=buffalo_s" in started  # the worker never needs it
+
+
+def test_an_immich_cache_is_used_offline_too(host) -> None:
+    tmp, env = host
+    cache = tmp / "immich-cache"
+    cache.mkdir()
+    result = _run(env | {"STUB_IMAGE_EXISTS": "1", "IMMICH_CACHE_DIR": str(cache)}, "--skip-tests", "--offline")
+    assert result.returncode == 0, result.stderr
+    assert any(c.endswith("fetch-models --offline --immich-cache /immich-cache") for c in _calls(tmp))
+
+
+def test_a_missing_immich_cache_is_a_failed_prerequisite(host) -> None:
+    tmp, env = host
+    result = _run(env | {"IMMICH_CACHE_DIR": str(tmp / "nowhere")}, "--dry-run")
+    assert result.returncode == 1
+    assert f"IMMICH_CACHE_DIR={tmp}/nowhere is not a directory" in result.stderr
+    assert "docker cp immich_machine_learning:/cache" in result.stderr
+
+
+def test_test_sh_is_told_the_face_model(host) -> None:
+    _, env = host
+    result = _run(env | {"FACE_MODEL": "antelopev2"}, "--dry-run")
+    assert "FACE_MODEL=antelopev2 CLIP_MODEL=ViT-B-32__openai bash" in result.stdout
+
+
 def test_missing_docker(host) -> None:
     tmp, env = host
     (tmp / "bin" / "docker").unlink()
@@ -321,7 +357,7 @@ class StubWorker:
         if image is None and not text:
             return 400, {"detail": "Either image or text must be provided"}
         if self.refuse_faces and "facial-recognition" in entries:
-            return 400, {"detail": "not buffalo_l's recogniser; set FACE_SERVE_ANY_MODEL_NAME=true to use it anyway"}
+            return 400, {"detail": "this worker runs the recogniser of 'buffalo_s' (FACE_MODEL=buffalo_s); set FACE_MODEL=buffalo_l"}
         if image is None:
             colour = next((i for i, c in enumerate(("red", "green", "blue")) if c in text), 0)
             return 200, {"clip": self.vector(tuple(float(i == colour) for i in range(3)))}
@@ -425,11 +461,11 @@ def test_test_sh_passes_against_a_conforming_worker() -> None:
     assert worker.max_in_flight >= 8  # the ping really happened under load
 
 
-def test_test_sh_skips_ranking_on_the_emulator_and_faces_without_opt_in() -> None:
+def test_test_sh_skips_ranking_on_the_emulator_and_faces_of_another_pack() -> None:
     result = _run_test_sh(StubWorker(device="emulator", refuse_faces=True))
     assert result.returncode == 0, result.stdout
     assert "SKIP  clip text ranks the matching image first: /health reports an emulated device" in result.stdout
-    assert "SKIP  faces: list with integral boxes: the worker refuses buffalo_l without FACE_SERVE_ANY_MODEL_NAME" in result.stdout
+    assert "SKIP  faces: list with integral boxes: the worker serves another pack than buffalo_l" in result.stdout
     assert result.stdout.splitlines()[-1] == "16 passed, 0 failed, 2 skipped"
 
 

@@ -100,7 +100,7 @@ def test_pad_token_missing_from_the_vocabulary_is_refused(tmp_path):
 
 
 def test_missing_tokenizer_file_names_the_file_and_the_fix(tmp_path):
-    with pytest.raises(ConfigurationError, match=r"tokenizer\.json is missing; produce it with scripts/export_clip_host_weights\.py"):
+    with pytest.raises(ConfigurationError, match=r"tokenizer\.json is missing; `python -m ml_target fetch-models` copies"):
         ImmichTokenizer.from_files(tmp_path, context_length=77, eos_token=CLIP_EOS)
 
 

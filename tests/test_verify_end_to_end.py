@@ -23,12 +23,7 @@ from PIL import Image
 from ml_target.results import Embedding, TextLines
 from ml_target.tasks.clip import ClipVisualHandler, unit_vector
 from ml_target.tasks.ocr import OcrRecognition
-from ml_target.testing.verify_rig import (
-    VerifyRig,
-    build_verify_rig,
-    scrfd_heads,
-    write_fake_face_pack,
-)
+from ml_target.testing.verify_rig import VerifyRig, build_verify_rig
 from ml_target.verify import add_arguments, run
 from ml_target.verify.cache import ImmichCache
 from ml_target.verify.compare import Plan, run_verification
@@ -222,49 +217,6 @@ def test_ocr_boxes_in_pixels_fail_ocr(base_rig) -> None:
         not checks["box IoU mean"].passed and not checks["boxes normalised"].passed
     )  # ... the boxes are not
     assert any("normalised" in note for note in ocr.notes)
-
-
-def test_faces_are_skipped_with_the_fix_when_not_cached(base_rig) -> None:
-    report = verify(base_rig, base_rig.face_handlers(), ("faces",), images=IMAGES[:1])
-    faces = report.task("facial-recognition")
-    assert faces.status == "skipped"
-    assert "buffalo_l" in faces.notes[0] and "Face Detection" in faces.notes[0]
-    assert report.exit_code() == 2  # nothing was verified
-
-
-@pytest.mark.parametrize("opted_in", [True, False])
-def test_faces_are_reported_not_judged(
-    base_rig, tmp_path: Path, opted_in: bool
-) -> None:
-    # The fake pack's detector always reports the astronaut's face (x 170-280, y 60-170 of 512 px,
-    # i.e. 212-350 / 75-212 in its 640 px letterbox); the emulator's stand-in finds it by itself.
-    cache_root = tmp_path / "cache"
-    write_fake_face_pack(
-        cache_root, scrfd_heads((212, 75, 350, 212), stride=16, anchor=1)
-    )
-    plan = Plan(images=IMAGES[:1], queries=[], tasks=("faces",))
-    handlers = base_rig.face_handlers(opted_in=opted_in)
-
-    async def go() -> Report:
-        async with serve_in_process(base_rig.settings, handlers) as worker:
-            return await run_verification(
-                ImmichCache(cache_root), worker, claimed_models(handlers), plan
-            )
-
-    report = asyncio.run(go())
-    faces = report.task("facial-recognition")
-    assert faces.status == "report-only" and report.exit_code() == 0
-    assert (
-        faces.measures["faces matched"] == 1 and faces.measures["box IoU"]["mean"] > 0.5
-    )
-    assert "not the recogniser" in faces.notes[0]
-    if opted_in:
-        assert (
-            faces.measures["embedding cosine"]["count"] == 1
-        )  # measured, and expected to be low
-    else:  # the worker refuses recognition without the opt-in: boxes only, and the report says why
-        assert "embedding cosine" not in faces.measures
-        assert any("FACE_SERVE_ANY_MODEL_NAME" in note for note in faces.notes)
 
 
 def test_the_command_runs_from_the_environment(

@@ -154,14 +154,15 @@ def test_letterbox_is_top_left_with_insightfaces_size_rule() -> None:
 
 
 def test_scrfd_decode_recovers_a_known_face() -> None:
-    from ml_target.testing.verify_rig import scrfd_heads
+    from ml_target.testing.face_models import scrfd_heads
 
-    heads = scrfd_heads((212.0, 75.0, 350.0, 212.0), stride=16, anchor=1)
+    heads = scrfd_heads([((212.0, 75.0, 350.0, 212.0), 16, 1)])
     (face,) = decode_scrfd(heads, min_score=0.7, det_scale=1.25)
+    # the heads hold distances on the HEF's 0.05 grid: y1 = 144 - 4.30 * 16 = 75.2 -> 60.16 -> 60
     np.testing.assert_array_equal(
         face.box, np.round(np.array([212.0, 75.0, 350.0, 212.0]) / 1.25)
     )
-    assert face.score == pytest.approx(0.95)
+    assert face.score == pytest.approx(242 / 255)
     assert decode_scrfd(heads, min_score=0.96, det_scale=1.25) == []
 
 

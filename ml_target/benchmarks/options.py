@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 WORKLOAD_NAMES = ("clip-image", "clip-text", "faces", "ocr")
+FACE_MODES = ("immich", "hailo-arcface")
 DEFAULT_CONCURRENCY = (1, 2, 4, 8, 16, 32)
 QUICK_CONCURRENCY = (1, 4, 16)
 DEVICE_NETWORK = "clip_vit_b_32_image_encoder"
@@ -37,6 +38,7 @@ class Options:
     out: Path = Path("docs/bench")
     cache_computes: bool = True
     quick: bool = False
+    faces: str = "immich"  # "immich": Immich's recogniser on the host CPU (default); "hailo-arcface": the opt-in
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-compute-cache", action="store_true", help="run the emulated SCRFD/OCR computes for every frame"
     )
     parser.add_argument("--quick", action="store_true", help="concurrency 1,4,16, 2 s points, 12 s mixed load")
+    parser.add_argument(
+        "--faces", choices=FACE_MODES, default=Options.faces,
+        help="face recognition mode of the local worker: Immich's recogniser on the CPU (an IResNet-50 of "
+        "buffalo_l's cost, random weights) or the Hailo ArcFace opt-in",
+    )
     parser.add_argument("--network", default=DEVICE_NETWORK, help="device mode: the network to drive")
     parser.add_argument("--callers", type=int, default=16, help="device mode: concurrent callers")
 
@@ -82,6 +89,8 @@ def command_line(options: Options) -> str:
         parts.append(f"--url {options.url}")
     if not options.cache_computes:
         parts.append("--no-compute-cache")
+    if options.faces != Options.faces:
+        parts.append(f"--faces {options.faces}")
     parts.append(f"--out {options.out}")
     return " ".join(parts)
 
@@ -112,4 +121,5 @@ def options_from(args: argparse.Namespace) -> Options:
         out=args.out,
         cache_computes=not args.no_compute_cache,
         quick=quick,
+        faces=args.faces,
     )

@@ -4,7 +4,8 @@ The benchmark's load generator must not be counted as server work, so the server
 process and its CPU time is read from `/proc/<pid>/task/<tid>/stat` (utime + stime). Threads are
 grouped by their Python names (the worker reports them), which say what they do: the event loop
 (HTTP, multipart, JSON, tokenising), `decode_*` (JPEG decoding), `asyncio_*` (resize, crop,
-letterbox, post-processing in `to_thread`), `hailo-submit-*` (the runtime's submitters),
+letterbox, post-processing in `to_thread`), `face-recogniser_*` (Immich's face recogniser on the CPU,
+alignment included), `hailo-submit-*` (the runtime's submitters),
 `hailort-callbacks-*` (completion callbacks) and `hailo-emulated-device` (the emulated device
 computing its stand-in networks: emulator cost, which a real Hailo does on the chip, not on the host).
 """
@@ -16,8 +17,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 EMULATOR_GROUP = "emulated device"
+RECOGNISER_GROUP = "face recogniser (Immich's ONNX on the CPU)"
 GROUPS = (
     ("hailo-emulated", EMULATOR_GROUP),
+    ("face-recognise", RECOGNISER_GROUP),
     ("hailort-callbac", "completion callbacks"),
     ("hailo-submit", "runtime submitters"),
     ("decode", "decode pool"),

@@ -60,7 +60,9 @@ def workloads(settings: Settings) -> dict[str, Workload]:
             "faces",
             json.dumps({"facial-recognition": face}),
             "image",
-            {settings.face_detector: 1.0, settings.face_recogniser: float(FACES_PER_PHOTO)},
+            {settings.face_detector: 1.0}
+            if not settings.face_serve_any_model_name  # recognition runs on the host CPU
+            else {settings.face_detector: 1.0, settings.face_recogniser: float(FACES_PER_PHOTO)},
         ),
         # Detection tiles and text lines depend on the page: frames are taken from the device counters.
         "ocr": Workload("ocr", json.dumps({"ocr": ocr}), "image", {}),

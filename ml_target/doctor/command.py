@@ -82,8 +82,9 @@ async def examine_in_process(settings: Settings) -> list[Check]:
         from ml_target.testing.emulated_models import register_stand_ins
 
         register_stand_ins()
-    # Every probe needs an answer, so the opt-ins are on here; they change what is served, not how.
-    probing = dataclasses.replace(settings, clip_serve_any_model_name=True, face_serve_any_model_name=True)
+    # TinyCLIP answers no Immich name without the opt-in, and a probe needs an answer; the opt-in changes
+    # which names are served, not how. The face settings stay as configured: doctor checks the mode that runs.
+    probing = dataclasses.replace(settings, clip_serve_any_model_name=True)
     runtime = Runtime(probing)
     handlers, early = [], []
     for task in settings.tasks:

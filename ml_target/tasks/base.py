@@ -28,7 +28,8 @@ class Handler(Protocol):
     scale and `run` receives a `ml_target.vision.decode.ReducedImage` (FAST_JPEG_DECODE).
 
     A handler may also offer `announce()`, a context manager the pipeline enters before decoding
-    and leaves when the request is done (see `ml_target.hailo.types.Network.announce`).
+    and leaves when the request is done (see `ml_target.hailo.types.Network.announce`), and
+    `close()`, which the app calls at shutdown to release what the handler owns (thread pools).
     """
 
     task: str

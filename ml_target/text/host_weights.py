@@ -14,7 +14,8 @@ Format (version 1), one directory per backend, `<models_dir>/<backend id>/`:
     text_projection_bias.npy (dim,)               optional (SigLIP's head has a bias)
     tokenizer.json, tokenizer_config.json         copied from the checkpoint / Immich's model
 
-`scripts/export_clip_host_weights.py` writes it from a Hugging Face checkpoint. Plain `.npy` files
+`fetch-models` writes it from Immich's textual ONNX (`ml_target.provision.clip_host`);
+`scripts/export_clip_host_weights.py` from a Hugging Face checkpoint (TinyCLIP). Plain `.npy` files
 rather than one `.npz` let the (up to 256k-row) embedding table be memory-mapped: a query touches
 only its own rows, which matters on a Raspberry Pi.
 """
@@ -40,8 +41,9 @@ _ARRAYS = (
     "text_projection_bias",
 )
 EXPORT_HINT = (
-    "produce it with `python scripts/export_clip_host_weights.py --checkpoint <HF checkpoint dir> "
-    "--backend <id> --out <models_dir>/<id>`"
+    "run `python -m ml_target fetch-models`, which extracts it from Immich's own textual model (for TinyCLIP, "
+    "which has no Immich model: `python scripts/export_clip_host_weights.py --checkpoint <HF checkpoint dir> "
+    "--backend <id> --out <models_dir>/<id>`)"
 )
 
 

@@ -53,8 +53,8 @@ class ImmichTokenizer:
         for path in (tokenizer_file, config_file):
             if not path.is_file():
                 raise ConfigurationError(
-                    f"{path} is missing; produce it with scripts/export_clip_host_weights.py "
-                    "(it copies tokenizer.json and tokenizer_config.json from the checkpoint)"
+                    f"{path} is missing; `python -m ml_target fetch-models` copies tokenizer.json and "
+                    "tokenizer_config.json from Immich's model (scripts/export_clip_host_weights.py from a checkpoint)"
                 )
         try:
             tokenizer = Tokenizer.from_file(str(tokenizer_file))

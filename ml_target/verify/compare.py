@@ -11,7 +11,7 @@ from PIL import Image
 
 from ml_target.verify import metrics
 from ml_target.verify.cache import ImmichCache, MissingModel
-from ml_target.verify.report import FACES_CAVEAT, Report, TaskResult
+from ml_target.verify.report import FACES_CAVEAT, FACES_COMPATIBLE_NOTE, Report, TaskResult
 from ml_target.verify.samples import Sample
 from ml_target.verify.worker import (
     IMMICH_FACE_SCORE,
@@ -23,6 +23,7 @@ from ml_target.verify.worker import (
 
 TOP_K = 5  # retrieval depth; the clip.retrieval threshold is stated for it
 FACE_PAIR_IOU = 0.1  # below this two boxes are not the same face
+IMMICH_SAME_FACE_IOU = 0.5  # Immich's server keeps a stored face whose new box overlaps it more than this
 MAX_EXAMPLES = 10  # differing OCR lines quoted in the report
 
 
@@ -136,7 +137,7 @@ def _pil(sample: Sample) -> Image.Image:
 async def verify_faces(
     cache: ImmichCache, worker: WorkerClient, claims: dict, plan: Plan
 ) -> list[TaskResult]:
-    from ml_target.verify.reference_faces import ImmichFaces
+    from ml_target.verify.reference_faces import Face, ImmichFaces
 
     model, reason = _pick("faces", claims["faces"], cache, plan.models.get("faces"))
     if model is None:
@@ -145,24 +146,31 @@ async def verify_faces(
         reference = ImmichFaces(cache.faces(model))
     except MissingModel as exc:
         return _skipped(["facial-recognition"], model, str(exc))
+    mode = claims["faces_recognition"]
+    recognition = mode is not None and model in claims["faces_recognition_models"]
+    compatible = recognition and mode == "immich-compatible"
     result = TaskResult(
-        "facial-recognition", model, claimed=False, notes=[FACES_CAVEAT]
+        "facial-recognition", model, claimed=compatible, notes=[FACES_COMPATIBLE_NOTE if compatible else FACES_CAVEAT]
     )
-    recognition = claims["faces_recognition_opted_in"]
     if not recognition:
-        result.notes.append(
-            "recognition not compared: the worker refuses it without FACE_SERVE_ANY_MODEL_NAME=true"
-        )
-    ious, cosines, counts = [], [], [0, 0]
+        served = ", ".join(claims["faces_recognition_models"]) or "none"
+        result.notes.append(f"recognition not compared: the worker's recogniser serves {served}, not {model}")
+    ious, kept, end_to_end, same_crop, counts = [], 0, [], [], [0, 0]
     try:
         for sample in plan.images:
             rgb = sample.rgb()
             ref_faces = reference.detect(rgb, IMMICH_FACE_SCORE)
-            if recognition:
-                ref_faces = reference.embed(rgb, ref_faces)
-            ours = await worker.faces(model, sample.data, recognition=recognition)
+            detected = await worker.faces(model, sample.data, recognition=False)
+            ours = await worker.faces(model, sample.data, recognition=True) if recognition else detected
             counts[0] += len(ref_faces)
             counts[1] += len(ours)
+            if recognition and ours:
+                # Immich's recogniser on the worker's own landmarks: the same crop, so the same vector.
+                on_our_crops = reference.embed(rgb, [Face(f.box, f.score, f.landmarks) for f in detected])
+                same_crop += [
+                    float(metrics.cosines(o.embedding[None], r.embedding[None])[0]) for o, r in zip(ours, on_our_crops)
+                ]
+                ref_faces = reference.embed(rgb, ref_faces)
             if not ref_faces or not ours:
                 continue
             overlap = np.array(
@@ -170,31 +178,36 @@ async def verify_faces(
             )
             for i, j in metrics.greedy_pairs(overlap, FACE_PAIR_IOU):
                 ious.append(float(overlap[i, j]))
-                if recognition and ref_faces[i].embedding is not None:
-                    cosines.append(
-                        float(
-                            metrics.cosines(
-                                ours[j].embedding[None], ref_faces[i].embedding[None]
-                            )[0]
-                        )
+                kept += int(overlap[i, j] > IMMICH_SAME_FACE_IOU)
+                if recognition:
+                    end_to_end.append(
+                        float(metrics.cosines(ours[j].embedding[None], ref_faces[i].embedding[None])[0])
                     )
     except WorkerError as exc:
+        result.failed = compatible
         result.notes.append(str(exc))
         return [result]
     result.measures = {
         "faces Immich": counts[0],
         "faces worker": counts[1],
         "faces matched": len(ious),
+        f"faces Immich would keep (IoU > {IMMICH_SAME_FACE_IOU})": kept,
         "box IoU": metrics.summarise(ious).to_dict(),
     }
     result.distributions = {"box IoU": ious}
     if recognition:
-        result.measures["embedding cosine"] = metrics.summarise(cosines).to_dict()
-        result.distributions["embedding cosine"] = cosines
+        result.measures["embedding cosine end to end"] = metrics.summarise(end_to_end).to_dict()
+        result.distributions["embedding cosine end to end"] = end_to_end
+    if compatible:
+        result.measures["same-crop cosine"] = metrics.summarise(same_crop).to_dict()
+        result.distributions["same-crop cosine"] = same_crop
+        result.judge({"same-crop cosine min": min(same_crop) if same_crop else float("nan")})
     if counts[0] == 0:
         result.notes.append(
             "Immich's detector found no face in these images: add photos with faces"
         )
+    if counts[1] == 0 and compatible:
+        result.notes.append("the worker found no face in these images, so its recogniser was not compared")
     return [result]
 
 

@@ -40,6 +40,7 @@ class WorkerFace:
     box: np.ndarray  # (x1, y1, x2, y2) received-image pixels
     score: float
     embedding: np.ndarray | None
+    landmarks: np.ndarray | None = None  # (5, 2), only in detection-only answers
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,9 @@ def claimed_models(handlers: Sequence[Handler]) -> dict[str, Any]:
         "clip": list(clip.get("model_names", [])) if "clip.visual" in by_key else None,
         "clip_dim": clip.get("dim"),
         "faces": list(detection.get("model_names", [])) if detection else None,
-        "faces_recognition_opted_in": bool(recognition.get("opted_in", False)),
+        # "immich-compatible" (Immich's own recogniser on the host), "hailo-arcface" (opt-in) or None
+        "faces_recognition": recognition.get("mode"),
+        "faces_recognition_models": list(recognition.get("model_names", [])),
         "ocr": list(ocr.get("models", [])) if ocr else None,
     }
 
@@ -120,8 +123,8 @@ class WorkerClient:
         ]
         if not recognition:  # detection-only answers carry the raw detector output
             return [
-                WorkerFace(np.asarray(b, np.float64), float(s), None)
-                for b, s in zip(body["boxes"], body["scores"])
+                WorkerFace(np.asarray(b, np.float64), float(s), None, np.asarray(k, np.float32))
+                for b, s, k in zip(body["boxes"], body["scores"], body["landmarks"])
             ]
         return [
             WorkerFace(

@@ -12,10 +12,13 @@ import cv2
 import numpy as np
 
 ARCFACE_SIZE = 112
+# insightface (and Immich after it) declares the template as float32; its float32-rounded values are
+# used here too, because the 1e-6 difference to the decimal ones moves the warp matrix enough to
+# change interpolated pixels by one level, and with them Immich's recogniser's output.
 ARCFACE_TEMPLATE = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
-    dtype=np.float64,
-)
+    dtype=np.float32,
+).astype(np.float64)
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
