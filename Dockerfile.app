@@ -14,7 +14,7 @@ ARG APP_UID=10001
 # The runtime dependencies plus `verify` (onnxruntime runs Immich's own models on the CPU); no
 # emulator and no test extras. Pinned by constraints.txt when the repository has one (the same
 # pins CI tested).
-COPY pyproject.toml README.md constraints.tx[t] /src/
+COPY pyproject.toml README.md LICENSE constraints.tx[t] /src/
 COPY ml_target /src/ml_target
 # hadolint ignore=DL3013
 RUN if [ -f /src/constraints.txt ]; then set -- -c /src/constraints.txt; fi \
