@@ -24,7 +24,5 @@ if [[ "$extras" == *test* ]]; then
   if ! command -v shellcheck >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     (apt-get update -qq && apt-get install -y -qq shellcheck >/dev/null) || echo "shellcheck not installed" >&2
   fi
-  # The CPU build; a plain `torch` would pull several GB of CUDA libraries.
-  "${pip[@]}" install "torch==2.13.0"
 fi
 "${pip[@]}" install "${constraints[@]}" -e ".[$extras]"
