@@ -77,7 +77,6 @@ class Settings:
     max_queued_frames: int = 256
     max_upload_bytes: int = 64 * 1024 * 1024
     max_image_pixels: int = 100_000_000
-    max_text_chars: int = 2000
     max_entries_bytes: int = 16 * 1024
     max_connections: int = 64
     fast_jpeg_decode: bool = True
@@ -125,7 +124,6 @@ def _parse(field_name: str, env_name: str, raw: str) -> object:
         "max_queued_frames": lambda: _number(env_name, raw, int, 1),
         "max_upload_bytes": lambda: _number(env_name, raw, int, 1),
         "max_image_pixels": lambda: _number(env_name, raw, int, 1),
-        "max_text_chars": lambda: _number(env_name, raw, int, 1),
         "max_entries_bytes": lambda: _number(env_name, raw, int, 2),
         "max_connections": lambda: _number(env_name, raw, int, 1),
         "fast_jpeg_decode": lambda: _bool(env_name, raw),

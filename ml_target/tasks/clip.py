@@ -29,6 +29,9 @@ from ml_target.text.tokenizer import ImmichTokenizer
 from ml_target.vision.clip_transform import clip_crop
 from ml_target.vision.decode import ReducedImage
 
+# Search texts up to this length are tokenised on the event loop (well under a millisecond); longer
+# ones, which Immich accepts up to the form's 1 MiB field limit and truncates, in a thread.
+INLINE_TEXT_CHARS = 2048
 
 class Runtime(Protocol):
     """The part of `ml_target.hailo.runtime.Runtime` this module needs."""
@@ -161,7 +164,10 @@ class ClipTextualHandler(_ClipHandler):
             raise BadRequest(f"clip option language must be a string, got {language!r}")
 
     async def run(self, payload: np.ndarray | str, options: Any, upstream: Any | None) -> Embedding:
-        frame, tokens = self.encoder.prepare(payload)
+        if len(payload) > INLINE_TEXT_CHARS:  # tokenising a 1 MiB text takes ~1 s: not on the event loop
+            frame, tokens = await asyncio.to_thread(self.encoder.prepare, payload)
+        else:
+            frame, tokens = self.encoder.prepare(payload)
         output = await self._infer(frame)
         return Embedding(unit_vector(self.encoder.finish(output, tokens), "text"))
 
