@@ -25,6 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive
 
 from ml_target import __version__
@@ -222,6 +223,8 @@ class _Service:
             return self._failure(record, exc.status, str(exc), type(exc).__name__)
         except _MissingEntries:
             return self._failure(record, 422, MISSING_ENTRIES, "InvalidEntries")
+        except ClientDisconnect:  # gone, or closed for sending too slowly (ml_target.http_server)
+            return self._failure(record, 499, "the client went away before its request was complete", "disconnected")
         except Exception:
             log.exception("unexpected error while serving /predict (tasks=%s)", record.tasks)
             return self._failure(record, 500, "Internal Server Error", "internal")

@@ -22,6 +22,7 @@ from ml_target.extras import missing_module_message, require
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from ml_target.http_server import server_options
     from ml_target.service import build_app
 
     settings = Settings.from_env()
@@ -29,14 +30,7 @@ def _serve(args: argparse.Namespace) -> int:
         require("emulator", "serve with HAILO_DEVICE=emulator")
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = build_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.immich_host,
-        port=settings.immich_port,
-        log_level=settings.log_level,
-        limit_concurrency=settings.max_connections,
-        timeout_graceful_shutdown=args.grace_seconds,
-    )
+    uvicorn.run(app, **server_options(settings), timeout_graceful_shutdown=args.grace_seconds)
     return 0
 
 

@@ -138,6 +138,8 @@ def test_request_modules_do_not_touch_the_file_system() -> None:
         ("MAX_QUEUED_FRAMES", "max_queued_frames", "64", 64),
         ("QUEUE_WAIT_S", "queue_wait_s", "2.5", 2.5),
         ("REQUEST_TIMEOUT_S", "request_timeout_s", "12", 12.0),
+        ("HEADER_TIMEOUT_S", "header_timeout_s", "2.5", 2.5),
+        ("BODY_TIMEOUT_S", "body_timeout_s", "300", 300.0),
     ],
 )
 def test_every_limit_is_configurable_and_nonsense_is_refused(
@@ -158,6 +160,8 @@ def test_every_limit_is_documented() -> None:
         "MAX_QUEUED_FRAMES",
         "QUEUE_WAIT_S",
         "REQUEST_TIMEOUT_S",
+        "HEADER_TIMEOUT_S",
+        "BODY_TIMEOUT_S",
     ):
         assert f"`{variable}`" in readme, f"{variable} is not in README.md's settings table"
 
