@@ -391,6 +391,14 @@ def test_options_quick_explicit_and_device_mode(tmp_path, monkeypatch):
         options_from(_parse(["--workload", "clip-image,videos"]))
 
 
+def test_only_the_immich_default_load_writes_no_chart(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    options = options_from(_parse(["--workload", "none"]))
+    assert options.workloads == () and "--workload none" in command_line(options)
+    report = {**_report(), "rows": []}
+    assert [p.name for p in write_reports(report, tmp_path / "out")] == ["bench.json", "bench.md"]
+
+
 def test_recorded_command_line_runs_the_same_options(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     options = options_from(

@@ -50,7 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of both modes: `service` (default, the whole worker) and `device` (the runtime alone)."""
     parser.add_argument("mode", nargs="?", choices=("service", "device"), default="service")
     parser.add_argument(
-        "--workload", default=",".join(WORKLOAD_NAMES), help="comma-separated: " + ", ".join(WORKLOAD_NAMES)
+        "--workload",
+        default=",".join(WORKLOAD_NAMES),
+        help="comma-separated: " + ", ".join(WORKLOAD_NAMES) + "; none: only the Immich-default load",
     )
     parser.add_argument("--concurrency", help="comma-separated caller counts (default 1,2,4,8,16,32)")
     parser.add_argument("--seconds", type=float, help="measured seconds per point (default 5; device mode 10)")
@@ -89,7 +91,7 @@ def command_line(options: Options) -> str:
     """The explicit command that runs `options` again (recorded in the report)."""
     parts = [
         "python -m ml_target bench",
-        f"--workload {','.join(options.workloads)}",
+        f"--workload {','.join(options.workloads) or 'none'}",
         f"--concurrency {','.join(map(str, options.concurrency))}",
         "--quick" if options.quick else f"--seconds {options.seconds:g}",
         f"--profile {options.profile}",
@@ -134,7 +136,7 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
 
 def options_from(args: argparse.Namespace) -> Options:
     """Service-mode options from parsed arguments (`--quick` fills in short windows)."""
-    names = tuple(name.strip() for name in args.workload.split(",") if name.strip())
+    names = tuple(name.strip() for name in args.workload.split(",") if name.strip() not in ("", "none"))
     unknown = [name for name in names if name not in WORKLOAD_NAMES]
     if unknown:
         raise SystemExit(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOAD_NAMES)}")

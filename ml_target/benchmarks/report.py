@@ -239,11 +239,13 @@ def _finite(value: Any) -> Any:
 
 
 def write_reports(report: Mapping[str, Any], out: Path) -> list[Path]:
-    """bench.json, bench.md and bench.png in `out` (created)."""
+    """bench.json, bench.md and (with throughput points to plot) bench.png in `out` (created)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "bench.json", out / "bench.md", out / "bench.png"]
+    paths = [out / "bench.json", out / "bench.md"]
     paths[0].write_text(json.dumps(_finite(report), indent=1, sort_keys=True) + "\n")
     paths[1].write_text(markdown(report))
-    chart(report, paths[2])
+    if report["rows"]:
+        paths.append(out / "bench.png")
+        chart(report, paths[2])
     return paths

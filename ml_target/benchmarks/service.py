@@ -485,7 +485,7 @@ def command(args: argparse.Namespace) -> int:
         return 0
     options = options_from(args)
     report = run(options)
-    print(f"wrote {options.out / 'bench.json'}, bench.md and bench.png", file=sys.stderr)
+    print(f"wrote bench.json, bench.md{' and bench.png' if report['rows'] else ''} to {options.out}", file=sys.stderr)
     return 0 if report["rows"] or "immich_default" in report else 1
 
 
