@@ -381,7 +381,7 @@ def test_options_quick_explicit_and_device_mode(tmp_path, monkeypatch):
     assert quick.concurrency == (1, 16) and quick.seconds == 1.0 and quick.default_seconds == 5.0
     assert quick.searches == 0  # a quick run does not wait for enough searches: it gives no verdict
     full = options_from(_parse([]))
-    assert full.searches == 60 >= MIN_SEARCHES and full.default_seconds == 60.0
+    assert full.searches == 120 >= MIN_SEARCHES and full.default_seconds == 60.0
     explicit = options_from(_parse(["--quick", "--concurrency", "2,8", "--seconds", "3", "--workload", "faces"]))
     assert explicit.concurrency == (2, 8) and explicit.seconds == 3.0 and explicit.workloads == ("faces",)
     assert options_from(_parse([])).concurrency == (1, 2, 4, 8, 16, 32)

@@ -34,7 +34,7 @@ class Options:
     immich_default: bool = True
     default_seconds: float = 60.0
     text_interval_s: float = 1.0
-    searches: int = 60  # each mixed phase (and the idle one) lasts until this many searches answered
+    searches: int = 120  # each mixed phase (and the idle one) lasts until this many searches answered
     idle_seconds: float = 12.0
     mixed_warmup_s: float = 12.0
     phase_warmup_s: float = 2.0
