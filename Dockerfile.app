@@ -15,7 +15,7 @@ ARG APP_UID=10001
 # and fetch-models reads the CLIP text files out of Immich's textual model) plus `verify` (httpx,
 # matplotlib); no emulator and no test extras. Pinned by constraints.txt when the repository has one (the same
 # pins CI tested).
-COPY pyproject.toml README.md constraints.tx[t] /src/
+COPY pyproject.toml README.md LICENSE constraints.tx[t] /src/
 COPY ml_target /src/ml_target
 # hadolint ignore=DL3013
 RUN if [ -f /src/constraints.txt ]; then set -- -c /src/constraints.txt; fi \

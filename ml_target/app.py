@@ -25,14 +25,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive
 
 from ml_target import __version__
 from ml_target.config import Settings
-from ml_target.errors import BadRequest, InvalidEntries, PayloadTooLarge, WorkerError
+from ml_target.errors import BadRequest, PayloadTooLarge, WorkerError
 from ml_target.metrics import HealthSource, Metrics
 from ml_target.pipeline import IMMICH_TASK_TYPES, Pipeline, Prediction
-from ml_target.protocol import INVALID_FORMAT, Entry, error_body, parse_entries, response_body
+from ml_target.protocol import Entry, error_body, invalid_format, parse_entries, response_body
 from ml_target.tasks.base import Handler
 from ml_target.vision.decode import ImageDecoder
 
@@ -228,6 +229,8 @@ class _Service:
             return self._failure(record, exc.status, str(exc), type(exc).__name__)
         except _MissingEntries:
             return self._failure(record, 422, MISSING_ENTRIES, "InvalidEntries")
+        except ClientDisconnect:  # gone, or closed for sending too slowly (ml_target.http_server)
+            return self._failure(record, 499, "the client went away before its request was complete", "disconnected")
         except Exception:
             log.exception("unexpected error while serving /predict (tasks=%s)", record.tasks)
             return self._failure(record, 500, "Internal Server Error", "internal")
@@ -272,7 +275,7 @@ class _Service:
         if entries_raw is None:
             raise _MissingEntries()
         if not isinstance(entries_raw, str):
-            raise InvalidEntries(INVALID_FORMAT)
+            raise invalid_format("entries must be a plain form field, not a file part")
         entries_size = len(entries_raw.encode())
         if entries_size > limits.max_entries_bytes:
             raise PayloadTooLarge(
@@ -290,10 +293,8 @@ class _Service:
             image = await image_part.read()
         if isinstance(text, UploadFile):
             raise BadRequest("text must be a plain form field, not a file part")
-        if image is None and text and len(text) > limits.max_text_chars:
-            raise BadRequest(
-                f"text is {len(text)} characters, more than the limit of {limits.max_text_chars} (MAX_TEXT_CHARS)"
-            )
+        # No length limit of its own, as in Immich: the tokenizer truncates to the context length, and
+        # the form's field limit (1 MiB, Immich's too) bounds the upload.
         return _Form(entries=entries, image=image, text=text or None)
 
 

@@ -1,7 +1,8 @@
 """Command line: `python -m ml_target {serve,inspect,emulate-models,fetch-models,verify,bench}`.
 
 Each command imports what it needs when it runs, so that `serve` on a production image never
-loads the emulator or benchmark code, and `inspect` works without a device.
+loads the emulator or benchmark code, and `inspect` works without a device. A command whose
+optional extra is not installed says so in one line, with the install command (ml_target.extras).
 """
 
 from __future__ import annotations
@@ -15,24 +16,21 @@ from pathlib import Path
 
 from ml_target.config import Settings
 from ml_target.errors import ConfigurationError
+from ml_target.extras import missing_module_message, require
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from ml_target.http_server import server_options
     from ml_target.service import build_app
 
     settings = Settings.from_env()
+    if settings.hailo_device == "emulator":
+        require("emulator", "serve with HAILO_DEVICE=emulator")
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = build_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.immich_host,
-        port=settings.immich_port,
-        log_level=settings.log_level,
-        limit_concurrency=settings.max_connections,
-        timeout_graceful_shutdown=args.grace_seconds,
-    )
+    uvicorn.run(app, **server_options(settings), timeout_graceful_shutdown=args.grace_seconds)
     return 0
 
 
@@ -45,6 +43,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _emulate_models(args: argparse.Namespace) -> int:
+    require("emulator", "emulate-models")
     from ml_target.testing.emulated_models import write_emulated_models_dir
 
     written = write_emulated_models_dir(Path(args.directory), arch=args.arch)
@@ -59,6 +58,7 @@ def _fetch_models(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    require("verify", "verify")
     from ml_target.verify.command import run
 
     return run(args)
@@ -71,6 +71,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    require("bench", "bench")
     if args.soak is not None:
         from ml_target.benchmarks.soak import main as soak
 
@@ -96,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     emulate = commands.add_parser("emulate-models", help="write an emulated models directory (demo, tests)")
     emulate.add_argument("directory")
     emulate.add_argument("--arch", choices=("hailo8", "hailo8l"), default="hailo8")
-    emulate.set_defaults(run=_emulate_models)
+    emulate.set_defaults(run=_emulate_models, extra="emulator")
 
     fetch = commands.add_parser("fetch-models", help="download and verify the HEFs the settings need")
     from ml_target.provision import add_arguments as add_fetch_arguments
@@ -108,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
 
     verify = commands.add_parser("verify", help=DESCRIPTION)
     add_verify_arguments(verify)
-    verify.set_defaults(run=_verify)
+    verify.set_defaults(run=_verify, extra="verify")
 
     from ml_target.doctor.command import DESCRIPTION as DOCTOR, add_arguments as add_doctor_arguments
 
@@ -128,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="soak benchmark with injected faults; the options after it are the soak's (bench --soak --help)",
     )
-    bench.set_defaults(run=_bench)
+    bench.set_defaults(run=_bench, extra="bench")
     return parser
 
 
@@ -138,4 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.run(args)
     except ConfigurationError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # an optional package needed beyond what the command checked first
+        message = missing_module_message(exc, args.command, getattr(args, "extra", None))
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 2

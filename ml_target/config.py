@@ -83,9 +83,10 @@ class Settings:
     max_queued_frames: int = 256
     max_upload_bytes: int = 64 * 1024 * 1024
     max_image_pixels: int = 100_000_000
-    max_text_chars: int = 2000
     max_entries_bytes: int = 16 * 1024
     max_connections: int = 64
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
     fast_jpeg_decode: bool = True
     search_session_s: float = 10.0
     search_background_share: float = 0.03
@@ -134,9 +135,10 @@ def _parse(field_name: str, env_name: str, raw: str) -> object:
         "max_queued_frames": lambda: _number(env_name, raw, int, 1),
         "max_upload_bytes": lambda: _number(env_name, raw, int, 1),
         "max_image_pixels": lambda: _number(env_name, raw, int, 1),
-        "max_text_chars": lambda: _number(env_name, raw, int, 1),
         "max_entries_bytes": lambda: _number(env_name, raw, int, 2),
         "max_connections": lambda: _number(env_name, raw, int, 1),
+        "header_timeout_s": lambda: _number(env_name, raw, float, 0.1),
+        "body_timeout_s": lambda: _number(env_name, raw, float, 0.1),
         "fast_jpeg_decode": lambda: _bool(env_name, raw),
         "search_session_s": lambda: _number(env_name, raw, float, 0.0),
         "search_background_share": lambda: _share(env_name, raw),

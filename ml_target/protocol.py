@@ -1,8 +1,10 @@
 """Immich's wire format: parsing `entries`, normalising model names, serialising responses.
 
 Everything here is pure and follows immich-protocol.md §3-§4 (Immich v3.1.0). `entries` is
-`{task: {type: {"modelName": str, "options": {...}}}}`; anything else is the 422
-`{"detail": "Invalid request format."}` Immich answers. Responses hold each task's wire result,
+`{task: {type: {"modelName": str, "options": {...}}}}`; anything else is the 422 Immich answers,
+`{"detail": "Invalid request format."}`, with the reason appended after Immich's message (Immich
+only logs it), e.g. `Invalid request format. entries["clip"]["visual"] has no modelName string`.
+Responses hold each task's wire result,
 then `imageHeight`/`imageWidth` for image requests, with float32 values in their shortest form
 and no NaN or infinity ever (Immich would store them in pgvector).
 """
@@ -19,6 +21,7 @@ import orjson
 from ml_target.errors import InvalidEntries
 
 INVALID_FORMAT = "Invalid request format."
+SHAPE = '{task: {type: {"modelName": ..., "options": {...}}}}'
 _NAME_TRANSLATION = str.maketrans(":\\/", "___", ".")
 
 
@@ -45,6 +48,11 @@ def normalise_model_name(name: str) -> str:
     return name.split("/")[-1].translate(_NAME_TRANSLATION)
 
 
+def invalid_format(reason: str) -> InvalidEntries:
+    """Immich's 422 message, then why (Immich's clients match the prefix, people read the rest)."""
+    return InvalidEntries(f"{INVALID_FORMAT} {reason}")
+
+
 def parse_entries(raw: str | bytes) -> list[Entry]:
     """Parse the `entries` form field, in request order; `InvalidEntries` (422) on any shape error.
 
@@ -53,28 +61,53 @@ def parse_entries(raw: str | bytes) -> list[Entry]:
     """
     try:
         request = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise InvalidEntries(INVALID_FORMAT) from None
+    except orjson.JSONDecodeError as exc:
+        raise invalid_format(f"entries is not JSON ({exc})") from None
     if not isinstance(request, dict):
-        raise InvalidEntries(INVALID_FORMAT)
+        raise invalid_format(f"entries must be a JSON object {SHAPE}, not {_kind(request)}")
     entries = []
     for task, types in request.items():
         if not isinstance(types, dict):
-            raise InvalidEntries(INVALID_FORMAT)
+            raise invalid_format(f"entries[{_quote(task)}] must be an object of types, not {_kind(types)}")
         for type_, entry in types.items():
             entries.append(_parse_entry(task, type_, entry))
     return entries
 
 
 def _parse_entry(task: str, type_: str, entry: object) -> Entry:
-    if not isinstance(entry, dict) or not isinstance(entry.get("modelName"), str):
-        raise InvalidEntries(INVALID_FORMAT)
+    where = f"entries[{_quote(task)}][{_quote(type_)}]"
+    if not isinstance(entry, dict):
+        raise invalid_format(f'{where} must be an object with "modelName", not {_kind(entry)}')
+    if not isinstance(entry.get("modelName"), str):
+        found = "none" if "modelName" not in entry else _kind(entry["modelName"])
+        raise invalid_format(f'{where} needs a "modelName" string (found {found})')
     options = entry.get("options", {})
     if options is None:
         options = {}
     if not isinstance(options, dict):
-        raise InvalidEntries(INVALID_FORMAT)
+        raise invalid_format(f'{where}["options"] must be an object, not {_kind(options)}')
     return Entry(task=task, type=type_, model_name=normalise_model_name(entry["modelName"]), options=options)
+
+
+def _quote(key: str) -> str:
+    """A key as it appears in the request, shortened: reasons must stay one readable line."""
+    text = orjson.dumps(key).decode()
+    return text if len(text) <= 40 else text[:37] + '..."'
+
+
+def _kind(value: object) -> str:
+    """The JSON type of `value`, as a reason names it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
 
 
 def response_body(results: Mapping[str, Any], image_size: tuple[int, int] | None) -> bytes:

@@ -13,18 +13,22 @@ if ! "$python" -c 'import sys; sys.exit(not ((3, 10) <= sys.version_info[:2] <= 
   exit 1
 fi
 
-[ -x .venv/bin/python ] || "$python" -m venv .venv
+if [ ! -x .venv/bin/python ]; then
+  if ! "$python" -c 'import ensurepip, venv' 2>/dev/null; then
+    echo "$python cannot create virtual environments: install python3-venv (Debian/Ubuntu: sudo apt install python3-venv) and re-run." >&2
+    exit 1
+  fi
+  "$python" -m venv .venv
+fi
 pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 constraints=()
 [ -f constraints.txt ] && constraints=(-c constraints.txt)
 
 "${pip[@]}" install --upgrade pip
 if [[ "$extras" == *test* ]]; then
-  # shellcheck lints setup.sh and tests/test.sh; its tests skip (saying so) where it cannot be installed.
+  # ShellCheck lints setup.sh and tests/test.sh; its tests skip (saying so) where it cannot be installed.
   if ! command -v shellcheck >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     (apt-get update -qq && apt-get install -y -qq shellcheck >/dev/null) || echo "shellcheck not installed" >&2
   fi
-  # The CPU build; a plain `torch` would pull several GB of CUDA libraries.
-  "${pip[@]}" install "torch==2.13.0"
 fi
 "${pip[@]}" install "${constraints[@]}" -e ".[$extras]"

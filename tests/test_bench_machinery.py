@@ -6,14 +6,15 @@ import argparse
 import asyncio
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 from starlette.requests import Request
 
 from ml_target.benchmarks.http import HttpError, Pool, parse_head, request_bytes
-from ml_target.benchmarks.load import Stream, count_faces, multipart
-from ml_target.benchmarks.options import add_arguments, command_line, options_from
+from ml_target.benchmarks.load import Stream, count_faces, drive, multipart, predict_requests
+from ml_target.benchmarks.options import MIN_SEARCHES, add_arguments, command_line, options_from
 from ml_target.benchmarks.procstat import (
     EMULATOR_GROUP,
     MAIN_GROUP,
@@ -30,8 +31,10 @@ from ml_target.benchmarks.summary import (
     bound_and_ratio,
     cpu_per_request,
     device_delta,
+    latency_ratio,
     measured_frames,
     percentiles,
+    verdict,
 )
 from ml_target.benchmarks.workloads import (
     device_bound_rps,
@@ -194,6 +197,10 @@ def test_frame_cache_computes_each_distinct_frame_once():
     assert cache.misses == 4
 
 
+def _ratio(value, low, high, n, n_reference):
+    return {"value": value, "low": low, "high": high, "n": n, "n_reference": n_reference, "confidence": 0.95}
+
+
 def _report():
     row = {
         "workload": "clip-image",
@@ -223,14 +230,17 @@ def _report():
         "immich_default": {
             "jobs_concurrency": {"faces": 2},
             "text_interval_s": 1.0,
+            "target_ratio": 1.5,
+            "min_searches": 50,
             "text_idle": {**text, "p50_ms": 40.0},
             "scan_only": {"jobs": {"faces": {**text, "rps": 20.0}}, "scan_rps": 20.0},
             "phases": {
                 "without search sessions": {
                     "jobs": {"faces": {**text, "rps": 18.0}},
                     "text_loaded": {**text, "p95_ms": 72.0},
-                    "p95_loaded_over_p50_idle": 1.8,
-                    "p95_loaded_over_p95_idle": 1.2,
+                    "p95_loaded_over_p50_idle": _ratio(1.8, 1.6, 2.1, 61, 60),
+                    "p95_loaded_over_p95_idle": _ratio(1.2, 1.1, 1.4, 61, 60),
+                    "verdict": "misses",
                     "scan_rate_of_scan_only": 0.9,
                     "burst_wait_p95_ms": 25.0,
                     "device": {"utilisation": 0.9},
@@ -238,8 +248,9 @@ def _report():
                 "with search sessions": {
                     "jobs": {"faces": {**text, "rps": 2.5}},
                     "text_loaded": text,
-                    "p95_loaded_over_p50_idle": 1.5,
-                    "p95_loaded_over_p95_idle": 1.0,
+                    "p95_loaded_over_p50_idle": _ratio(1.5, 1.3, 1.7, 30, 60),
+                    "p95_loaded_over_p95_idle": _ratio(1.0, 0.9, 1.1, 30, 60),
+                    "verdict": "too few samples",
                     "scan_rate_of_scan_only": 0.125,
                     "device": {"utilisation": 0.1},
                 },
@@ -267,8 +278,14 @@ def test_markdown_holds_the_numbers():
     assert "| clip-image | 1 | 20.0 |" in text and "| - |" in text
     assert "| scan only | faces | 2 | 20.0 |" in text and "| with search sessions | faces | 2 | 2.5 |" in text
     assert "| without search sessions | text search | open loop | 1.00 | 50.0 | 72.0 |" in text
-    assert "- with search sessions: text query p95 / idle p50 = **1.50x**" in text
-    assert "- without search sessions: text query p95 / idle p50 = 1.80x" in text
+    assert (
+        "- with search sessions: text query p95 / idle p50 = **1.50x** [95% CI 1.30-1.70] (30 searches under load, "
+        "one every 1 s on average; 60 idle): too few searches for a verdict (needs 50 on each side)"
+    ) in text
+    assert (
+        "- without search sessions: text query p95 / idle p50 = 1.80x [95% CI 1.60-2.10] (61 searches under load, "
+        "one every 1 s on average; 60 idle): misses the 1.5x target; / idle p95 1.20x [95% CI 1.10-1.40]"
+    ) in text
     assert "the scan ran at 12% of its rate without searches" in text
     assert "about idle p50 + that = 65.0 ms" in text
     assert "| coffee | 30.00 | 5.00 | 0.50 | 10 | 49.3 | 48.6 |" in text
@@ -363,9 +380,13 @@ def _parse(argv):
     return parser.parse_args(argv)
 
 
-def test_options_quick_explicit_and_device_mode():
+def test_options_quick_explicit_and_device_mode(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     quick = options_from(_parse(["--quick"]))
-    assert quick.concurrency == (1, 4, 16) and quick.seconds == 2.0 and quick.default_seconds == 12.0
+    assert quick.concurrency == (1, 16) and quick.seconds == 1.0 and quick.default_seconds == 5.0
+    assert quick.searches == 0  # a quick run does not wait for enough searches: it gives no verdict
+    full = options_from(_parse([]))
+    assert full.searches == 120 >= MIN_SEARCHES and full.default_seconds == 60.0
     explicit = options_from(_parse(["--quick", "--concurrency", "2,8", "--seconds", "3", "--workload", "faces"]))
     assert explicit.concurrency == (2, 8) and explicit.seconds == 3.0 and explicit.workloads == ("faces",)
     assert options_from(_parse([])).concurrency == (1, 2, 4, 8, 16, 32)
@@ -375,7 +396,16 @@ def test_options_quick_explicit_and_device_mode():
         options_from(_parse(["--workload", "clip-image,videos"]))
 
 
-def test_recorded_command_line_runs_the_same_options():
+def test_only_the_immich_default_load_writes_no_chart(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    options = options_from(_parse(["--workload", "none"]))
+    assert options.workloads == () and "--workload none" in command_line(options)
+    report = {**_report(), "rows": []}
+    assert [p.name for p in write_reports(report, tmp_path / "out")] == ["bench.json", "bench.md"]
+
+
+def test_recorded_command_line_runs_the_same_options(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     options = options_from(
         _parse(["--workload", "faces,ocr", "--concurrency", "16", "--no-immich-default", "--seconds", "4"])
     )
@@ -386,3 +416,64 @@ def test_recorded_command_line_runs_the_same_options():
     assert hailo.faces == "hailo-arcface" and "--faces hailo-arcface" in command_line(hailo)
     assert options_from(_parse(command_line(hailo).split()[4:])) == hailo
     assert options.faces == "immich"  # the worker's own default
+
+
+def test_reports_go_to_a_fresh_directory_and_never_over_an_earlier_one_unasked(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = options_from(_parse(["--quick"])).out
+    assert first.parent == Path("bench-out") and not first.exists()
+    first.mkdir(parents=True)
+    assert options_from(_parse(["--quick"])).out != first  # the same second: a suffix, not the same directory
+    committed = tmp_path / "docs" / "bench"
+    committed.mkdir(parents=True)
+    (committed / "bench.md").write_text("measured on a quiet machine")
+    with pytest.raises(SystemExit, match=r"already holds bench.md: pass --overwrite"):
+        options_from(_parse(["--quick", "--out", str(committed)]))
+    assert options_from(_parse(["--quick", "--out", str(committed), "--overwrite"])).overwrite
+    assert (committed / "bench.md").read_text() == "measured on a quiet machine"  # nothing written by parsing
+
+
+def test_latency_ratio_has_counts_and_a_bootstrap_interval_around_the_value():
+    rng = np.random.default_rng(5)
+    loaded, idle = rng.normal(60.0, 6.0, 200), rng.normal(40.0, 2.0, 200)
+    ratio = latency_ratio(loaded, 0.95, idle, 0.5)
+    assert (ratio["n"], ratio["n_reference"], ratio["confidence"]) == (200, 200, 0.95)
+    assert ratio["value"] == pytest.approx(np.quantile(loaded, 0.95) / np.quantile(idle, 0.5))
+    assert ratio["low"] < ratio["value"] < ratio["high"] and ratio["high"] - ratio["low"] < 0.25
+    few = latency_ratio(loaded[:8], 0.95, idle[:8], 0.5)
+    assert few["high"] - few["low"] > ratio["high"] - ratio["low"]  # fewer samples, wider interval
+    assert latency_ratio(loaded, 0.95, idle, 0.5) == ratio  # seeded: the same report twice
+    assert np.isnan(latency_ratio([], 0.95, idle, 0.5)["value"])
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "n", "expected"),
+    [(1.1, 1.3, 60, "meets"), (1.6, 2.0, 60, "misses"), (1.3, 1.7, 60, "inconclusive"), (1.1, 1.2, 49, "too few samples")],
+)
+def test_verdict_needs_samples_and_an_interval_on_one_side(low, high, n, expected):
+    assert verdict(_ratio(1.2, low, high, n, 60), 1.5, 50) == expected
+
+
+async def test_a_window_waits_for_enough_answers_of_a_stream():
+    async def serve(reader, writer):
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                return
+            await reader.readexactly(int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0]))
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    pool = Pool(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    stream = Stream("sparse", predict_requests([(b"x", {})], pool), interval_s=0.1)
+
+    async def nothing(label):
+        return None
+
+    start, end = await drive(pool, [stream], warmup_s=0.0, seconds=0.3, on_window=nothing, min_answers=(stream, 8))
+    assert len(stream.completed(start, end)) >= 8 and 0.3 < end - start <= 0.9 + 0.1
+    pool.close()
+    server.close()
+    await server.wait_closed()

@@ -335,12 +335,30 @@ async def test_huge_or_tiny_max_resolution_is_served(worker: EmulatedService, va
     assert (response.json()["imageWidth"], response.json()["imageHeight"]) == (200, 120)
 
 
-async def test_text_limits_and_odd_text(worker: EmulatedService) -> None:
-    limit = worker.settings.max_text_chars
-    refused(await ask(worker, CLIP_TEXT_ENTRIES, text="x" * (limit + 1)), 400, "MAX_TEXT_CHARS")
-    refused(await ask(worker, CLIP_TEXT_ENTRIES, text="é" * (limit + 1)), 400, f"{limit + 1} characters")
+def clip_embedding(response: httpx.Response) -> np.ndarray:
+    assert response.status_code == 200, response.text
+    return np.array(orjson.loads(response.json()["clip"]))
+
+
+async def test_long_text_is_truncated_as_immich_does(worker: EmulatedService) -> None:
+    """Immich's service answers any text up to the form's 1 MiB field limit: its tokenizer keeps the
+    first context-length tokens. So does this one: texts that differ only after those tokens embed
+    the same; a text over the field limit is refused with 413."""
+    head = "a dog on the beach at sunset " * 40  # far more than 77 tokens
+    first = clip_embedding(await ask(worker, CLIP_TEXT_ENTRIES, text=head + "and a red kite"))
+    other_tail = clip_embedding(await ask(worker, CLIP_TEXT_ENTRIES, text=head + "é" * 2500))
+    np.testing.assert_array_equal(first, other_tail)
+    other_head = clip_embedding(await ask(worker, CLIP_TEXT_ENTRIES, text="snow covered mountains " + head))
+    assert float(first @ other_head) < 0.999  # the embedding does depend on the kept tokens
+    whole_field = clip_embedding(await ask(worker, CLIP_TEXT_ENTRIES, text=head + "x" * (1024 * 1024 - len(head))))
+    np.testing.assert_array_equal(first, whole_field)
+    refused(await ask(worker, CLIP_TEXT_ENTRIES, text="x" * (1024 * 1024 + 1)), 413, "form field is larger")
+    await still_serving(worker)
+
+
+async def test_odd_text(worker: EmulatedService) -> None:
     embeddings = []
-    for text in ("x" * limit, "\0\0\0", "\u202e\u0301" * 300, "🐕" * 500, " \t\r\n "):
+    for text in ("x" * 2000, "\0\0\0", "\u202e\u0301" * 300, "🐕" * 500, " \t\r\n "):
         response = await ask(worker, CLIP_TEXT_ENTRIES, text=text)
         assert response.status_code == 200, (text[:10], response.text)
         embeddings.append(np.array(orjson.loads(response.json()["clip"])))

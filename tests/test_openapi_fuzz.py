@@ -80,7 +80,7 @@ def _image(width: int, height: int, fmt: str) -> bytes:
 _IMAGES = st.sampled_from([_image(20, 10, "JPEG"), _image(1, 1, "PNG"), _image(7, 3, "WEBP"), b""]) | st.binary(
     max_size=64
 )
-_client = TestClient(create_app(make_settings(max_text_chars=50), all_handlers(), FakeHealth()))
+_client = TestClient(create_app(make_settings(), all_handlers(), FakeHealth()))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))

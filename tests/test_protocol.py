@@ -49,26 +49,29 @@ def test_empty_entries_and_null_options() -> None:
 
 
 @pytest.mark.parametrize(
-    "raw",
+    ("raw", "reason"),
     [
-        "",
-        "not json",
-        "[]",
-        '"clip"',
-        "null",
-        '{"clip": []}',
-        '{"clip": {"visual": "ViT-B-32__openai"}}',
-        '{"clip": {"visual": {}}}',
-        '{"clip": {"visual": {"modelname": "ViT-B-32__openai"}}}',
-        '{"clip": {"visual": {"modelName": 5}}}',
-        '{"clip": {"visual": {"modelName": "x", "options": [1]}}}',
-        '{"clip": {"visual": {"modelName": "x"}}',
+        ("", "entries is not JSON (Input is a zero-length, empty document"),
+        ("not json", "entries is not JSON ("),
+        ("[]", "entries must be a JSON object {task: {type: {\"modelName\": ..., \"options\": {...}}}}, not an array"),
+        ('"clip"', "entries must be a JSON object {task: {type: {\"modelName\": ..., \"options\": {...}}}}, not a string"),
+        ("null", "not null"),
+        ('{"clip": []}', 'entries["clip"] must be an object of types, not an array'),
+        ('{"clip": {"visual": "ViT-B-32__openai"}}', 'entries["clip"]["visual"] must be an object with "modelName", not a string'),
+        ('{"clip": {"visual": {}}}', 'entries["clip"]["visual"] needs a "modelName" string (found none)'),
+        ('{"clip": {"visual": {"modelname": "ViT-B-32__openai"}}}', 'needs a "modelName" string (found none)'),
+        ('{"clip": {"visual": {"modelName": 5}}}', 'entries["clip"]["visual"] needs a "modelName" string (found a number)'),
+        ('{"clip": {"visual": {"modelName": "x", "options": [1]}}}', 'entries["clip"]["visual"]["options"] must be an object, not an array'),
+        ('{"clip": {"visual": {"modelName": "x"}}', "entries is not JSON (unexpected end of data"),
+        ('{"%s": []}' % ("t" * 100), 'entries["tttttttttttttttttttttttttttttttttttt..."] must be an object'),
     ],
 )
-def test_malformed_entries_are_immichs_422(raw: str) -> None:
+def test_malformed_entries_are_immichs_422_with_the_reason_after_immichs_message(raw: str, reason: str) -> None:
     with pytest.raises(InvalidEntries) as caught:
         parse_entries(raw)
-    assert str(caught.value) == "Invalid request format."
+    message = str(caught.value)
+    assert message.startswith("Invalid request format. "), message  # Immich's own message comes first
+    assert reason in message
     assert caught.value.status == 422
 
 

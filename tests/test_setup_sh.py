@@ -306,7 +306,9 @@ def test_unknown_option_is_a_usage_error(host) -> None:
     assert "unknown option: --frobnicate" in result.stderr and "Usage:" in result.stderr
 
 
-@pytest.mark.parametrize("script", ["setup.sh", "tests/test.sh"])
+@pytest.mark.parametrize(
+    "script", ["setup.sh", "tests/test.sh", "scripts/demo.sh", "scripts/install.sh", "scripts/run-tests.sh", "scripts/live-test.sh"]
+)
 def test_shellcheck_clean(script: str) -> None:
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck is not installed (apt-get install -y shellcheck)")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
-import torch
 
 from ml_target.catalog import TextCut
 from ml_target.errors import ConfigurationError
+from ml_target.testing.clip_fixtures import FIXTURES_DIR, HOST_OPS
 from ml_target.testing.clip_tokenizers import CLIP_EOS, clip_like_tokenizer, siglip_like_tokenizer, write_tokenizer
 from ml_target.text.encoder import HostTextEncoder, embed_tokens, layer_norm, pool, project
 from ml_target.text.host_weights import TextHostWeights, load_host_weights, save_host_weights
@@ -44,16 +46,12 @@ def test_pooling_picks_the_first_eos_row_the_last_row_or_everything():
 
 
 def test_layer_norm_and_projection_match_torch():
-    w = weights(4, 4)
-    x = RNG.normal(size=WIDTH).astype(np.float32) * 5 + 2
-    expected = torch.nn.functional.layer_norm(
-        torch.from_numpy(x), (WIDTH,), torch.from_numpy(w.final_ln_weight), torch.from_numpy(w.final_ln_bias), 1e-5
-    ).numpy()
-    np.testing.assert_allclose(layer_norm(x, w.final_ln_weight, w.final_ln_bias, 1e-5), expected, rtol=1e-5, atol=1e-6)
-    linear = torch.nn.functional.linear(
-        torch.from_numpy(x), torch.from_numpy(w.text_projection.T.copy()), torch.from_numpy(w.text_projection_bias)
-    ).numpy()
-    np.testing.assert_allclose(project(x, w.text_projection, w.text_projection_bias), linear, rtol=1e-5, atol=1e-5)
+    """Against torch.nn.functional.layer_norm / linear on the same inputs (stored by scripts/make_test_fixtures.py)."""
+    ops = {k: np.asarray(v, np.float32) if isinstance(v, list) else v
+           for k, v in json.loads((FIXTURES_DIR / HOST_OPS).read_text()).items()}
+    x = ops["x"]
+    np.testing.assert_allclose(layer_norm(x, ops["weight"], ops["bias"], ops["eps"]), ops["layer_norm"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(project(x, ops["projection"], ops["projection_bias"]), ops["linear"], rtol=1e-5, atol=1e-5)
 
 
 @pytest.fixture(scope="module")

@@ -113,13 +113,20 @@ async def drive(
     warmup_s: float,
     seconds: float,
     on_window: Callable[[str], Awaitable[None]],
+    min_answers: tuple[Stream, int] | None = None,
+    max_seconds: float | None = None,
+    await_callers: bool = True,
 ) -> tuple[float, float]:
     """Warm up, then measure for `seconds`; `on_window("start"|"end")` brackets the measured window.
 
-    The warm-up lasts `warmup_s` and, beyond that (up to `MAX_WARMUP_S`), until the closed-loop
-    callers have had as many answers as there are callers: slow requests at high concurrency
-    (OCR pages) must reach their steady state before the window opens, or a short window counts
-    no answer at all. Returns the window's (start, end) on the monotonic clock; requests still
+    With `min_answers` = (stream, n) the window goes on past `seconds` (up to `max_seconds`, by
+    default three times as long) until that stream has had n answers inside it: a percentile needs
+    its samples, and a rate over a window shorter than one answer per caller says little.
+
+    The warm-up lasts `warmup_s` and, beyond that (up to `MAX_WARMUP_S`; not with `await_callers`
+    False), until the closed-loop callers have had as many answers as there are callers: slow
+    requests at high concurrency (OCR pages) must reach their steady state before the window
+    opens, or a short window counts no answer at all. Returns the window's (start, end) on the monotonic clock; requests still
     running at the end are awaited but only answers inside the window count.
     """
     run = _Run()
@@ -130,15 +137,19 @@ async def drive(
             tasks.append(asyncio.create_task(_open_loop(pool, stream, stream.interval_s, run)))
         else:
             tasks += [asyncio.create_task(_closed_loop(pool, stream, i, run)) for i in range(stream.concurrency)]
-    callers = [s for s in streams if s.interval_s is None]
+    callers = [s for s in streams if s.interval_s is None] if await_callers else []
     await asyncio.sleep(warmup_s)
     while time.monotonic() - started < MAX_WARMUP_S and any(len(s.samples) < s.concurrency for s in callers):
         await asyncio.sleep(0.05)
     await on_window("start")
     window_start = time.monotonic()
-    run.stop_at = window_start + seconds
     await asyncio.sleep(seconds)
-    window_end = time.monotonic()
+    if min_answers is not None:
+        stream, wanted = min_answers
+        limit = 3 * seconds if max_seconds is None else max_seconds
+        while time.monotonic() - window_start < limit and len(stream.completed(window_start, math.inf)) < wanted:
+            await asyncio.sleep(0.05)
+    window_end = run.stop_at = time.monotonic()
     await on_window("end")
     await asyncio.gather(*tasks)
     return window_start, window_end

@@ -4,21 +4,24 @@
 heavier than argparse; the benchmark itself (`ml_target.benchmarks.service`) loads when it runs.
 
     bench [service] [--workload clip-image,clip-text,faces,ocr] [--concurrency 1,2,4,8,16,32]
-          [--seconds 5] [--url URL] [--out docs/bench] [--quick] ...
+          [--seconds 5] [--url URL] [--out DIR [--overwrite]] [--quick] ...
     bench device [--network NET] [--callers 16] [--seconds 10]
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 WORKLOAD_NAMES = ("clip-image", "clip-text", "faces", "ocr")
 FACE_MODES = ("immich", "hailo-arcface")
 DEFAULT_CONCURRENCY = (1, 2, 4, 8, 16, 32)
-QUICK_CONCURRENCY = (1, 4, 16)
+QUICK_CONCURRENCY = (1, 16)
 DEVICE_NETWORK = "clip_vit_b_32_image_encoder"
+REPORT_FILES = ("bench.json", "bench.md", "bench.png")
+MIN_SEARCHES = 50  # per phase and idle: fewer, and the search-session verdict is withheld
 
 
 @dataclass(frozen=True)
@@ -30,12 +33,16 @@ class Options:
     seconds: float = 5.0
     warmup_s: float = 1.5
     immich_default: bool = True
-    default_seconds: float = 30.0
+    default_seconds: float = 60.0
     text_interval_s: float = 1.0
-    idle_seconds: float = 6.0
+    searches: int = 120  # each mixed phase (and the idle one) lasts until this many searches answered
+    idle_seconds: float = 12.0
+    mixed_warmup_s: float = 12.0
+    phase_warmup_s: float = 2.0
     profile: str = "hailo8"
     url: str | None = None
-    out: Path = Path("docs/bench")
+    out: Path = Path("bench-out")
+    overwrite: bool = False
     cache_computes: bool = True
     quick: bool = False
     faces: str = "immich"  # "immich": Immich's recogniser on the host CPU (default); "hailo-arcface": the opt-in
@@ -45,20 +52,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of both modes: `service` (default, the whole worker) and `device` (the runtime alone)."""
     parser.add_argument("mode", nargs="?", choices=("service", "device"), default="service")
     parser.add_argument(
-        "--workload", default=",".join(WORKLOAD_NAMES), help="comma-separated: " + ", ".join(WORKLOAD_NAMES)
+        "--workload",
+        default=",".join(WORKLOAD_NAMES),
+        help="comma-separated: " + ", ".join(WORKLOAD_NAMES) + "; none: only the Immich-default load",
     )
     parser.add_argument("--concurrency", help="comma-separated caller counts (default 1,2,4,8,16,32)")
     parser.add_argument("--seconds", type=float, help="measured seconds per point (default 5; device mode 10)")
-    parser.add_argument("--default-seconds", type=float, default=Options.default_seconds, help="Immich-default window")
+    parser.add_argument(
+        "--default-seconds", type=float, default=Options.default_seconds, help="Immich-default window (at least)"
+    )
     parser.add_argument("--text-interval", type=float, default=Options.text_interval_s, help="s between user searches")
+    parser.add_argument(
+        "--searches",
+        type=int,
+        default=Options.searches,
+        help=f"Immich-default phases last until this many searches answered (verdicts need {MIN_SEARCHES})",
+    )
     parser.add_argument("--no-immich-default", action="store_true", help="skip the Immich-default mixed load")
     parser.add_argument("--profile", default="hailo8", choices=("hailo8", "hailo8l"), help="emulator timing profile")
     parser.add_argument("--url", help="drive a running worker instead of starting one (no CPU accounting)")
-    parser.add_argument("--out", type=Path, default=Options.out, help="directory for bench.json/.md/.png")
+    parser.add_argument(
+        "--out", type=Path, help="directory for bench.json/.md/.png (default: a new bench-out/<UTC time>)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace bench.* files already in --out")
     parser.add_argument(
         "--no-compute-cache", action="store_true", help="run the emulated SCRFD/OCR computes for every frame"
     )
-    parser.add_argument("--quick", action="store_true", help="concurrency 1,4,16, 2 s points, 12 s mixed load")
+    parser.add_argument(
+        "--quick", action="store_true", help="about a minute: concurrency 1,16, 1 s points, 5 s mixed phases (too short for a verdict)"
+    )
     parser.add_argument(
         "--faces", choices=FACE_MODES, default=Options.faces,
         help="face recognition mode of the local worker: Immich's recogniser on the CPU (an IResNet-50 of "
@@ -76,13 +98,17 @@ def command_line(options: Options) -> str:
     """The explicit command that runs `options` again (recorded in the report)."""
     parts = [
         "python -m ml_target bench",
-        f"--workload {','.join(options.workloads)}",
+        f"--workload {','.join(options.workloads) or 'none'}",
         f"--concurrency {','.join(map(str, options.concurrency))}",
         "--quick" if options.quick else f"--seconds {options.seconds:g}",
         f"--profile {options.profile}",
     ]
     if options.immich_default and not options.quick:
-        parts += [f"--default-seconds {options.default_seconds:g}", f"--text-interval {options.text_interval_s:g}"]
+        parts += [
+            f"--default-seconds {options.default_seconds:g}",
+            f"--text-interval {options.text_interval_s:g}",
+            f"--searches {options.searches}",
+        ]
     elif not options.immich_default:
         parts.append("--no-immich-default")
     if options.url:
@@ -92,12 +118,34 @@ def command_line(options: Options) -> str:
     if options.faces != Options.faces:
         parts.append(f"--faces {options.faces}")
     parts.append(f"--out {options.out}")
+    if options.overwrite:
+        parts.append("--overwrite")
     return " ".join(parts)
+
+
+def fresh_out_dir(root: Path = Path("bench-out")) -> Path:
+    """`root/<UTC time>`, with a suffix if that exists already: never an earlier run's directory."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    candidate, n = root / stamp, 1
+    while candidate.exists():
+        n += 1
+        candidate = root / f"{stamp}-{n}"
+    return candidate
+
+
+def check_out_dir(out: Path, overwrite: bool) -> None:
+    """Refuse, before running, to replace an earlier report (e.g. the committed docs/bench) unasked."""
+    existing = [name for name in REPORT_FILES if (out / name).exists()]
+    if existing and not overwrite:
+        raise SystemExit(
+            f"{out} already holds {', '.join(existing)}: pass --overwrite to replace them, "
+            "or leave out --out for a new bench-out/<time> directory"
+        )
 
 
 def options_from(args: argparse.Namespace) -> Options:
     """Service-mode options from parsed arguments (`--quick` fills in short windows)."""
-    names = tuple(name.strip() for name in args.workload.split(",") if name.strip())
+    names = tuple(name.strip() for name in args.workload.split(",") if name.strip() not in ("", "none"))
     unknown = [name for name in names if name not in WORKLOAD_NAMES]
     if unknown:
         raise SystemExit(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOAD_NAMES)}")
@@ -106,19 +154,25 @@ def options_from(args: argparse.Namespace) -> Options:
         concurrency = _numbers(args.concurrency)
     else:
         concurrency = QUICK_CONCURRENCY if quick else DEFAULT_CONCURRENCY
-    seconds = args.seconds if args.seconds is not None else (2.0 if quick else Options.seconds)
+    seconds = args.seconds if args.seconds is not None else (1.0 if quick else Options.seconds)
+    out = args.out if args.out is not None else fresh_out_dir()
+    check_out_dir(out, args.overwrite)
     return Options(
         workloads=names,
         concurrency=concurrency,
         seconds=seconds,
-        warmup_s=1.0 if quick else Options.warmup_s,
+        warmup_s=0.5 if quick else Options.warmup_s,
         immich_default=not args.no_immich_default,
-        default_seconds=12.0 if quick else args.default_seconds,
+        default_seconds=5.0 if quick else args.default_seconds,
         text_interval_s=args.text_interval,
-        idle_seconds=3.0 if quick else Options.idle_seconds,
+        searches=0 if quick else args.searches,
+        idle_seconds=2.0 if quick else Options.idle_seconds,
+        mixed_warmup_s=2.0 if quick else Options.mixed_warmup_s,
+        phase_warmup_s=1.0 if quick else Options.phase_warmup_s,
         profile=args.profile,
         url=args.url,
-        out=args.out,
+        out=out,
+        overwrite=args.overwrite,
         cache_computes=not args.no_compute_cache,
         quick=quick,
         faces=args.faces,

@@ -94,13 +94,15 @@ def immich_default_table(result: Mapping[str, Any]) -> str:
     lines.append("")
     for label, phase in result["phases"].items():
         device = phase.get("device") or {}
-        headline = label == result["headline"]
-        ratio = f"{phase['p95_loaded_over_p50_idle']:.2f}x"
+        over_p50 = phase["p95_loaded_over_p50_idle"]
+        ratio = f"{over_p50['value']:.2f}x"
         lines += [
             (
-                f"- {label}: text query p95 / idle p50 = {f'**{ratio}**' if headline else ratio} "
-                f"(/ idle p95 {phase['p95_loaded_over_p95_idle']:.2f}x; {phase['text_loaded']['requests']} searches, "
-                f"one every {result['text_interval_s']:g} s on average); the scan ran at "
+                f"- {label}: text query p95 / idle p50 = {f'**{ratio}**' if label == result['headline'] else ratio} "
+                f"{_interval(over_p50)} ({over_p50['n']} searches under load, one every "
+                f"{result['text_interval_s']:g} s on average; {over_p50['n_reference']} idle): "
+                f"{_verdict(phase['verdict'], result)}; / idle p95 {phase['p95_loaded_over_p95_idle']['value']:.2f}x "
+                f"{_interval(phase['p95_loaded_over_p95_idle'])}; the scan ran at "
                 f"{_pct(phase['scan_rate_of_scan_only'])} of its rate without searches; device utilisation "
                 f"{_pct(device.get('utilisation', float('nan')))}{_held(phase.get('search_sessions') or {})}."
             ),
@@ -118,6 +120,20 @@ def immich_default_table(result: Mapping[str, Any]) -> str:
             ),
         ]
     return "\n".join(lines)
+
+
+def _interval(ratio: Mapping[str, Any]) -> str:
+    return f"[{100 * ratio['confidence']:.0f}% CI {_f(ratio['low'], 2)}-{_f(ratio['high'], 2)}]"
+
+
+def _verdict(verdict: str, result: Mapping[str, Any]) -> str:
+    target = f"{result['target_ratio']:g}x"
+    return {
+        "meets": f"meets the {target} target",
+        "misses": f"misses the {target} target",
+        "inconclusive": f"inconclusive: the interval spans the {target} target",
+        "too few samples": f"too few searches for a verdict (needs {result['min_searches']} on each side)",
+    }[verdict]
 
 
 def _held(sessions: Mapping[str, Any]) -> str:
@@ -223,11 +239,13 @@ def _finite(value: Any) -> Any:
 
 
 def write_reports(report: Mapping[str, Any], out: Path) -> list[Path]:
-    """bench.json, bench.md and bench.png in `out` (created)."""
+    """bench.json, bench.md and (with throughput points to plot) bench.png in `out` (created)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "bench.json", out / "bench.md", out / "bench.png"]
+    paths = [out / "bench.json", out / "bench.md"]
     paths[0].write_text(json.dumps(_finite(report), indent=1, sort_keys=True) + "\n")
     paths[1].write_text(markdown(report))
-    chart(report, paths[2])
+    if report["rows"]:
+        paths.append(out / "bench.png")
+        chart(report, paths[2])
     return paths

@@ -35,6 +35,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from ml_target.config import Settings
+from ml_target.http_server import server_options
 from ml_target.service import build_app
 
 Compute = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
@@ -146,7 +147,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     cache = os.environ.get("BENCH_CACHE_COMPUTES", "false").lower() in ("1", "true", "yes")
     app = build_bench_app(settings, cache_computes=cache)
-    uvicorn.run(app, host=settings.immich_host, port=settings.immich_port, log_level="warning", access_log=False)
+    uvicorn.run(app, **{**server_options(settings), "log_level": "warning", "access_log": False})
 
 
 if __name__ == "__main__":

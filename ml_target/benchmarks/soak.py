@@ -192,6 +192,7 @@ def serve_emulated(config: SoakConfig) -> Iterator[str]:
     """The full service on the emulated device, on a local uvicorn socket; yields its base URL."""
     import uvicorn
 
+    from ml_target.http_server import server_options
     from ml_target.service import build_app
     from ml_target.testing.emulated_models import write_emulated_models_dir
 
@@ -207,7 +208,8 @@ def serve_emulated(config: SoakConfig) -> Iterator[str]:
             search_session_s=config.search_session_s,
         )
         app = build_app(settings)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+        options = {**server_options(settings), "host": "127.0.0.1", "port": 0, "log_level": "warning", "lifespan": "on"}
+        server = uvicorn.Server(uvicorn.Config(app, **options))
         thread = threading.Thread(target=server.run, name="soak-uvicorn", daemon=True)
         thread.start()
         deadline = time.monotonic() + 30

@@ -95,3 +95,47 @@ def arrival_wait_quantile(device: Mapping[str, Any], quantile: float, exclude: S
         middle = (low + high) / 2
         low, high = (middle, high) if exceeds(middle) > tail else (low, middle)
     return high
+
+
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 20261203  # the same resamples every run, so a report can be recomputed exactly
+
+
+def latency_ratio(
+    numerator_ms: Sequence[float],
+    numerator_q: float,
+    denominator_ms: Sequence[float],
+    denominator_q: float,
+    *,
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """The ratio of two latency percentiles (e.g. p95 under load / p50 idle) with its sample counts
+    and a percentile-bootstrap confidence interval: both sample sets resampled independently.
+
+    `numerator_q` / `denominator_q` are quantiles in 0..1. Without samples on either side every
+    number is NaN.
+    """
+    a = np.asarray(numerator_ms, dtype=np.float64)
+    b = np.asarray(denominator_ms, dtype=np.float64)
+    result: dict[str, Any] = {"n": int(a.size), "n_reference": int(b.size), "confidence": confidence}
+    if a.size == 0 or b.size == 0:
+        return {**result, "value": float("nan"), "low": float("nan"), "high": float("nan")}
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    top = np.quantile(a[rng.integers(0, a.size, (BOOTSTRAP_RESAMPLES, a.size))], numerator_q, axis=1)
+    bottom = np.quantile(b[rng.integers(0, b.size, (BOOTSTRAP_RESAMPLES, b.size))], denominator_q, axis=1)
+    tail = (1.0 - confidence) / 2
+    low, high = np.quantile(top / bottom, [tail, 1.0 - tail])
+    value = float(np.quantile(a, numerator_q) / np.quantile(b, denominator_q))
+    return {**result, "value": value, "low": float(low), "high": float(high)}
+
+
+def verdict(ratio: Mapping[str, Any], target: float, min_samples: int) -> str:
+    """`meets` / `misses` the target (ratio at most `target`) when the whole interval is on one side,
+    `inconclusive` when it straddles it, `too few samples` below `min_samples` on either side."""
+    if min(ratio["n"], ratio["n_reference"]) < min_samples:
+        return "too few samples"
+    if ratio["high"] <= target:
+        return "meets"
+    if ratio["low"] > target:
+        return "misses"
+    return "inconclusive"

@@ -177,10 +177,12 @@ class SearchSessions:
                 self._next_background = max(self._next_background, until)
 
     def set_policy(self, policy: SessionPolicy) -> None:
-        """Change the policy while serving (the benchmark compares policies on one worker)."""
+        """Change the policy while serving (the benchmark compares policies on one worker); a session
+        in progress ends and the budget is full again, so the new policy starts from a clean state."""
         with self._lock:
             self.policy = policy
             self._budget, self._budget_at, self._exhausted = policy.budget_s, None, False
+            self._session_until = min(self._session_until, time.monotonic())
 
     def in_session(self, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now

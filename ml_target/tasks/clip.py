@@ -34,6 +34,9 @@ from ml_target.text.tokenizer import ImmichTokenizer
 from ml_target.vision.clip_transform import clip_crop
 from ml_target.vision.decode import ReducedImage
 
+# Search texts up to this length are tokenised on the event loop (well under a millisecond); longer
+# ones, which Immich accepts up to the form's 1 MiB field limit and truncates, in a thread.
+INLINE_TEXT_CHARS = 2048
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -177,7 +180,10 @@ class ClipTextualHandler(_ClipHandler):
         return {**super().describe(), "text_cut": cut, "text_cut_probe": probe}
 
     async def run(self, payload: np.ndarray | str, options: Any, upstream: Any | None) -> Embedding:
-        frame, tokens = self.encoder.prepare(payload)
+        if len(payload) > INLINE_TEXT_CHARS:  # tokenising a 1 MiB text takes ~1 s: not on the event loop
+            frame, tokens = await asyncio.to_thread(self.encoder.prepare, payload)
+        else:
+            frame, tokens = self.encoder.prepare(payload)
         output = await self._infer(frame)
         return Embedding(unit_vector(self.encoder.finish(output, tokens), "text"))
 

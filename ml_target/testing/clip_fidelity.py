@@ -1,23 +1,23 @@
 """Emulated HEFs for a tiny reference model, in the shape of a backend's real HEFs.
 
-`write_text_hef` / `write_image_hef` export the HEF's share of a `clip_reference` model to ONNX and
-write an emulated HEF around it whose edges have the real HEF's layout (e.g. text input (1, 77, W)
-or (8, 8, W), 16-bit; image output (1, 1, D) 8- or 16-bit as `ml_target.networks` declares) at the
-toy width, with QPs calibrated on sample activations like the Hailo compiler's.
+`write_text_hef` / `write_image_hef` take the ONNX of the HEF's share of a tiny reference model
+(committed fixtures, see ml_target.testing.clip_fixtures) and write an emulated HEF around it whose
+edges have the real HEF's layout (e.g. text input (1, 77, W) or (8, 8, W), 16-bit; image output
+(1, 1, D) 8- or 16-bit as `ml_target.networks` declares) at the toy width, with QPs calibrated on
+sample activations like the Hailo compiler's (the activations computed with ONNX Runtime).
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
+import onnxruntime as ort
 
 from ml_target.catalog import ClipBackend
 from ml_target.hailo.emulator.models_dir import NHWC_TO_NCHW, edge_json, normalization_json, write_hef
 from ml_target.networks import CLIP_NORM, Edge, Quant
-from ml_target.testing.clip_reference import ImageHefPart, TextHefPart, export_onnx, run_torch
 
 LEVELS = {"UINT8": 255, "UINT16": 65535}
 OPENAI_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
@@ -45,16 +45,31 @@ def text_edge_shapes(backend: ClipBackend, width: int, dim: int) -> tuple[tuple[
     return in_shape, out_shape
 
 
-def write_text_hef(model: nn.Module, backend: ClipBackend, models_dir: Path, calibration: np.ndarray) -> Path:
-    """Emulated text HEF for `model` running everything the host cut leaves to the device.
+def run_onnx(onnx_path: Path, x: np.ndarray) -> np.ndarray:
+    """The ONNX's output `y` for the batch `x` (input `x`, dynamic batch axis), in float32."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(onnx_path), options)
+    return session.run(["y"], {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+def _place(onnx_source: Path, models_dir: Path, hef: str) -> Path:
+    """The ONNX copied next to the HEF it computes for, under the name the HEF refers to."""
+    target = Path(models_dir) / f"{hef}.onnx"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(onnx_source, target)
+    return target
+
+
+def write_text_hef(onnx_source: Path, backend: ClipBackend, models_dir: Path, calibration: np.ndarray) -> Path:
+    """Emulated text HEF running `onnx_source`: everything the host cut leaves to the device.
 
     `calibration`: (N, L, W) host-prepared inputs (token embeddings) to calibrate the QPs on.
     """
     spec = backend.text_network
-    part = TextHefPart(model, backend.text_cut, causal=backend.tokenizer == "clip-bpe").eval()
     width = calibration.shape[-1]
-    onnx_path = export_onnx(part, _tensor(calibration[:1]), Path(models_dir) / f"{spec.hef}.onnx")
-    outputs = run_torch(part, calibration)
+    onnx_path = _place(onnx_source, models_dir, spec.hef)
+    outputs = run_onnx(onnx_path, calibration)
     in_shape, out_shape = text_edge_shapes(backend, width, outputs.shape[-1])
     in_edge = Edge(spec.inputs[0].layer, in_shape, spec.inputs[0].type, quant=calibrate(calibration, spec.inputs[0].type))
     out_edge = Edge(spec.outputs[0].layer, out_shape, spec.outputs[0].type, quant=calibrate(outputs, spec.outputs[0].type))
@@ -73,17 +88,17 @@ def write_text_hef(model: nn.Module, backend: ClipBackend, models_dir: Path, cal
     )
 
 
-def write_image_hef(model: nn.Module, backend: ClipBackend, models_dir: Path, calibration: np.ndarray) -> Path:
-    """Emulated image HEF: uint8 (S, S, 3) pixels, in-network normalisation, (1, 1, D) output.
+def write_image_hef(onnx_source: Path, backend: ClipBackend, models_dir: Path, calibration: np.ndarray) -> Path:
+    """Emulated image HEF running `onnx_source`: uint8 (S, S, 3) pixels, in-network normalisation,
+    (1, 1, D) output.
 
     `calibration`: (N, S, S, 3) uint8 crops to calibrate the output QP on.
     """
     spec = backend.image_network
     mean, std = (np.asarray(v, np.float32) for v in spec.normalization)
     pixels = ((calibration.astype(np.float32) - mean) / std).transpose(NHWC_TO_NCHW)
-    part = ImageHefPart(model).eval()
-    onnx_path = export_onnx(part, _tensor(pixels[:1]), Path(models_dir) / f"{spec.hef}.onnx")
-    outputs = run_torch(part, pixels)
+    onnx_path = _place(onnx_source, models_dir, spec.hef)
+    outputs = run_onnx(onnx_path, pixels)
     in_edge = spec.inputs[0]
     out_type = spec.outputs[0].type
     out_edge = Edge(spec.outputs[0].layer, (1, 1, outputs.shape[-1]), out_type, quant=calibrate(outputs, out_type))
@@ -112,7 +127,3 @@ def _unit_norm(backend: ClipBackend) -> tuple[np.ndarray, np.ndarray]:
     if backend.image_network.normalization == CLIP_NORM:
         return OPENAI_MEAN, OPENAI_STD
     return np.full(3, 0.5, np.float32), np.full(3, 0.5, np.float32)
-
-
-def _tensor(x: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))

@@ -5,22 +5,30 @@ architecture code, exporting only the HEF's share of it to ONNX, running that in
 checking that our host parts around it reproduce the model's own `get_text_features` /
 `get_image_features`. What the HEF contains is derived from a backend's declared `TextCut`: the HEF
 does everything the host does not (positions if the host does not add them, the final LayerNorm if
-the host does not apply it, pooling and projection if the host does not). Needs torch.
+the host does not apply it, pooling and projection if the host does not).
+
+Needs torch and transformers: only `scripts/make_test_fixtures.py` imports it, to write the
+committed fixtures the tests read (ml_target.testing.clip_fixtures).
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+from tokenizers import Tokenizer
 from torch import nn
 from transformers import CLIPConfig, CLIPModel, SiglipConfig, SiglipModel
 
-from ml_target.catalog import TextCut
+from ml_target.catalog import ClipBackend, TextCut
+from ml_target.testing.clip_fidelity import OPENAI_MEAN, OPENAI_STD
+from ml_target.testing.clip_fixtures import TINY
+from ml_target.testing.clip_tokenizers import CLIP_BOS, CLIP_EOS, clip_like_tokenizer, siglip_like_tokenizer
 
-TINY = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2}
 GAIN = 1.5  # weight scale relative to 1/sqrt(fan_in): large enough that outputs depend on inputs
 
 
@@ -130,8 +138,30 @@ class ImageHefPart(nn.Module):
         return self.model.get_image_features(pixel_values=pixels).pooler_output
 
 
-def export_onnx(module: nn.Module, example: torch.Tensor, path: Path) -> Path:
-    """ONNX with input `x`, output `y` and a dynamic batch axis (the emulator batches frames)."""
+def tiny_model_for(backend: ClipBackend) -> tuple[CLIPModel | SiglipModel, Tokenizer, str]:
+    """The tiny model of `backend`'s family at its image size, its tokenizer and its pad token."""
+    if backend.tokenizer == "clip-bpe":
+        tokenizer = clip_like_tokenizer()
+        eos = tokenizer.token_to_id(CLIP_EOS)
+        model = tiny_clip(
+            vocab_size=tokenizer.get_vocab_size(), bos_id=tokenizer.token_to_id(CLIP_BOS), eos_id=eos, pad_id=eos,
+            image_size=backend.image_size,
+        )
+        return model, tokenizer, CLIP_EOS
+    tokenizer = siglip_like_tokenizer(eos=backend.eos_token)
+    model = tiny_siglip(
+        vocab_size=tokenizer.get_vocab_size(), pad_id=tokenizer.token_to_id(backend.pad_token), eos_id=1,
+        image_size=backend.image_size, patch_size=32 if "b_32" in backend.id else 16,
+    )
+    return model, tokenizer, backend.pad_token
+
+
+def export_onnx(
+    module: nn.Module, example: torch.Tensor, path: Path, *, input_name: str = "x", output_name: str = "y",
+    dynamic_batch: bool = True,
+) -> Path:
+    """ONNX of `module` traced on `example`; by default input `x`, output `y` and a dynamic batch
+    axis (the emulator batches frames)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), warnings.catch_warnings():
@@ -140,18 +170,13 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: Path) -> Path:
             module,
             (example,),
             str(path),
-            input_names=["x"],
-            output_names=["y"],
-            dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+            input_names=[input_name],
+            output_names=[output_name],
+            dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}} if dynamic_batch else None,
             opset_version=17,
             dynamo=False,
         )
     return path
-
-
-def run_torch(module: nn.Module, x: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return module(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
 
 
 def text_features(model: CLIPModel | SiglipModel, ids: np.ndarray) -> np.ndarray:
@@ -166,3 +191,60 @@ def image_features(model: CLIPModel | SiglipModel, pixels: np.ndarray) -> np.nda
     with torch.no_grad():
         out = model.get_image_features(pixel_values=torch.from_numpy(pixels.astype(np.float32))).pooler_output.numpy()
     return out / np.linalg.norm(out, axis=-1, keepdims=True)
+
+
+class _ImmichVisual(nn.Module):
+    """What Immich's visual export computes: normalised pixels -> L2-normalised image embedding."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        features = self.model.get_image_features(pixel_values=image).pooler_output
+        return features / features.norm(dim=-1, keepdim=True)
+
+
+class _ImmichTextual(nn.Module):
+    """What Immich's textual export computes: int32 ids -> L2-normalised text embedding."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, text: torch.Tensor) -> torch.Tensor:
+        features = self.model.get_text_features(input_ids=text.long()).pooler_output
+        return features / features.norm(dim=-1, keepdim=True)
+
+
+def export_immich_model(directory: Path, model: CLIPModel | SiglipModel, backend: ClipBackend, tokenizer_dir: Path) -> Path:
+    """`directory` laid out as Immich's model folder (immich-protocol.md §6): full visual and textual
+    ONNX (input `image` float32 [1,3,S,S] / `text` int32 [1,L]), `config.json`,
+    `visual/preprocess_cfg.json` and the tokenizer files from `tokenizer_dir`."""
+    base = Path(directory)
+    size, length = backend.image_size, backend.context_length
+    export_onnx(_ImmichVisual(model).eval(), torch.zeros(1, 3, size, size), base / "visual" / "model.onnx",
+                input_name="image", output_name="embedding", dynamic_batch=False)
+    export_onnx(_ImmichTextual(model).eval(), torch.zeros(1, length, dtype=torch.int32), base / "textual" / "model.onnx",
+                input_name="text", output_name="embedding", dynamic_batch=False)
+    siglip = backend.tokenizer == "sentencepiece"
+    mean, std = ([0.5] * 3, [0.5] * 3) if siglip else (OPENAI_MEAN.tolist(), OPENAI_STD.tolist())
+    config = {
+        "embed_dim": TINY["hidden_size"],
+        "vision_cfg": {"image_size": size},
+        "text_cfg": {"context_length": length, **({"tokenizer_kwargs": {"clean": "canonicalize"}} if siglip else {})},
+    }
+    preprocess = {
+        "size": [size, size],
+        "mode": "RGB",
+        "mean": mean,
+        "std": std,
+        "interpolation": "bicubic",
+        "resize_mode": "squash" if siglip else "shortest",
+        "fill_color": 0,
+    }
+    (base / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    (base / "visual" / "preprocess_cfg.json").write_text(json.dumps(preprocess), encoding="utf-8")
+    for file in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copyfile(Path(tokenizer_dir) / file, base / "textual" / file)
+    return base

@@ -3,7 +3,7 @@
 Settings (device, models directory, CLIP backend, enabled tasks, opt-ins) come from the
 environment exactly as for `serve`, so `verify` judges the configuration that would serve Immich.
 Heavy imports (onnxruntime, httpx, the service) happen in `run`, so that building the CLI parser
-costs nothing and a missing optional dependency gets a message instead of a traceback.
+costs nothing; `ml_target.cli` checks the `verify` extra first.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ DESCRIPTION = (
     "compare this worker's outputs with Immich's own models (from its model cache)"
 )
 TASKS = ("clip", "faces", "ocr")
-NEEDS = "verify needs onnxruntime and httpx (and matplotlib for the PNG): pip install onnxruntime httpx matplotlib"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -129,9 +128,6 @@ def run(args: argparse.Namespace) -> int:
         report = asyncio.run(
             verify_configured(Settings.from_env(), args.immich_cache, plan)
         )
-    except ModuleNotFoundError as exc:
-        print(f"error: {exc}. {NEEDS}", file=sys.stderr)
-        return 2
     except (ConfigurationError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -203,14 +203,12 @@ def _fmt(value: float) -> str:
 
 
 def write_png(report: Report, path: Path) -> Path | None:
-    """Histograms of every per-item distribution, with the task's threshold marked; None without matplotlib."""
-    try:
-        import matplotlib
+    """Histograms of every per-item distribution, with the task's threshold marked; None without any."""
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     panels = [
         (t, name, values)
         for t in report.tasks

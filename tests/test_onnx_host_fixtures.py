@@ -1,11 +1,11 @@
 """The CLIP text files fetch-models extracts from Immich's textual ONNX equal the checkpoint export.
 
-NEEDS TORCH (skipped without it): tiny randomly initialised `transformers` CLIP/SigLIP models are
-exported as Immich exports its models (`ml_target.testing.verify_rig.write_immich_clip`), then
-(1) every file `fetch-models --immich-cache` writes is compared with what
-`scripts/export_clip_host_weights.py`'s code writes from the checkpoint, and (2) `verify` runs the
-whole text path with the extracted files. The torch-free checks of the extraction are in
-tests/test_onnx_host.py and tests/test_provision_immich.py.
+The committed fixtures (scripts/make_test_fixtures.py) hold, for each tiny reference model, both
+an Immich-style export (`immich/textual/model.onnx` + tokenizer files, as Immich downloads them)
+and the host files `scripts/export_clip_host_weights.py` writes from the checkpoint (`host/`).
+(1) Every file `fetch-models --immich-cache` writes is compared with the checkpoint export, and
+(2) `verify` runs the whole text path with the extracted files. No torch: the models were made
+once, by the generator. The graph-level checks of the extraction are in tests/test_onnx_host.py.
 """
 
 from __future__ import annotations
@@ -16,32 +16,24 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch", reason="builds and exports tiny transformers models (torch); see test_onnx_host.py")
+from ml_target.catalog import BACKENDS
+from ml_target.provision.clip_host import provision_clip_host
+from ml_target.provision.immich import ImmichSource
+from ml_target.testing import verify_rig as rig_module
+from ml_target.testing.clip_fixtures import FIXTURES_DIR
+from ml_target.verify.cache import ImmichCache
+from ml_target.verify.compare import Plan, run_verification
+from ml_target.verify.samples import QUERIES, builtin_images
+from ml_target.verify.worker import claimed_models, serve_in_process
 
-from ml_target.catalog import BACKENDS  # noqa: E402
-from ml_target.provision.clip_host import provision_clip_host  # noqa: E402
-from ml_target.provision.immich import ImmichSource  # noqa: E402
-from ml_target.testing import verify_rig as rig_module  # noqa: E402
-from ml_target.text.host_export import export_host_assets  # noqa: E402
-from ml_target.verify.cache import ImmichCache  # noqa: E402
-from ml_target.verify.compare import Plan, run_verification  # noqa: E402
-from ml_target.verify.samples import QUERIES, builtin_images  # noqa: E402
-from ml_target.verify.worker import claimed_models, serve_in_process  # noqa: E402
+# The tiny reference models stand for one backend of each architecture the fixtures cover.
+IMMICH_BACKENDS = [b for b in BACKENDS.values() if b.immich_names and (FIXTURES_DIR / b.id / "immich").is_dir()]
 
 
-@pytest.mark.parametrize("backend_id", ["clip_vit_b_32", "siglip_b_16"])
-def test_extracted_files_equal_the_checkpoint_export(tmp_path: Path, backend_id: str) -> None:
-    backend = BACKENDS[backend_id]
-    model, tokenizer, pad = rig_module._tiny_model(backend)
-    checkpoint = tmp_path / "checkpoint"
-    model.save_pretrained(checkpoint)
-    rig_module.write_tokenizer(checkpoint, tokenizer, pad_token=pad, context_length=backend.context_length)
-    rig_module.write_immich_clip(tmp_path / "cache", backend.immich_names[0], model, backend, checkpoint)
-
-    exported = tmp_path / "exported" / backend.id
-    state = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-    export_host_assets(state, backend, exported, tokenizer_dir=checkpoint,
-                       layer_norm_eps=float(model.config.text_config.layer_norm_eps), source="checkpoint")
+@pytest.mark.parametrize("backend", IMMICH_BACKENDS, ids=lambda b: b.id)
+def test_extracted_files_equal_the_checkpoint_export(tmp_path: Path, backend) -> None:
+    rig_module.write_immich_clip(tmp_path / "cache", backend.immich_names[0], backend.id)
+    exported = FIXTURES_DIR / backend.id / "host"
     models = tmp_path / "models"
     outcome = provision_clip_host(models, backend, ImmichSource(cache=tmp_path / "cache"), offline=True)
     assert outcome == {f"{backend.id}/": f"extracted from {backend.immich_names[0]}'s textual model (copied from the Immich cache)"}
