@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
 # Install everything the tests need and run the whole suite:
-#   1. pytest (unit, fidelity, service and emulator tests);
+#   1. pytest (unit, fidelity, service and emulator tests), with Immich's own model libraries in a
+#      separate environment for tests/test_immich_libraries.py (IMMICH_LIBS=0 leaves them out: those
+#      tests then skip, saying so);
 #   2. tests/test.sh against a freshly started worker on the emulated device.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install.sh test
+if [ "${IMMICH_LIBS:-1}" != 0 ]; then
+  if libs=$(scripts/install-immich-libs.sh); then
+    export IMMICH_LIBS_PYTHON="$libs"
+  else
+    echo "warning: the environment with Immich's insightface and RapidOCR could not be built; tests/test_immich_libraries.py will skip" >&2
+  fi
+fi
 
 status=0
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@" || status=$?

@@ -6,6 +6,7 @@ heavier than argparse; the benchmark itself (`ml_target.benchmarks.service`) loa
     bench [service] [--workload clip-image,clip-text,faces,ocr] [--concurrency 1,2,4,8,16,32]
           [--seconds 5] [--url URL] [--out DIR [--overwrite]] [--quick] ...
     bench device [--network NET] [--callers 16] [--seconds 10]
+    bench decode-fidelity --visual-onnx PATH [--out DIR]
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class Options:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of both modes: `service` (default, the whole worker) and `device` (the runtime alone)."""
-    parser.add_argument("mode", nargs="?", choices=("service", "device"), default="service")
+    parser.add_argument("mode", nargs="?", choices=("service", "device", "decode-fidelity"), default="service")
     parser.add_argument(
         "--workload",
         default=",".join(WORKLOAD_NAMES),
@@ -87,6 +88,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "buffalo_l's cost, random weights) or the Hailo ArcFace opt-in",
     )
     parser.add_argument("--network", default=DEVICE_NETWORK, help="device mode: the network to drive")
+    parser.add_argument(
+        "--visual-onnx", type=Path,
+        help="decode-fidelity mode: an Immich-style CLIP visual ONNX (Immich's cache: clip/<model>/visual/model.onnx)",
+    )
     parser.add_argument("--callers", type=int, default=16, help="device mode: concurrent callers")
 
 

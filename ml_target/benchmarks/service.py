@@ -494,6 +494,17 @@ def command(args: argparse.Namespace) -> int:
         report = run_device_benchmark(network=args.network, callers=args.callers, seconds=seconds, profile=args.profile)
         print(json.dumps(report, indent=2))
         return 0
+    if args.mode == "decode-fidelity":
+        from ml_target.benchmarks.decode_fidelity import measure, write_report
+
+        if args.visual_onnx is None:
+            raise SystemExit("bench decode-fidelity needs --visual-onnx PATH (Immich's clip/<model>/visual/model.onnx, "
+                             "or one written by scripts/make_random_clip_visual.py)")
+        out = options_from(args).out
+        report = measure(args.visual_onnx)
+        write_report(report, out)
+        print((out / "decode-fidelity.md").read_text())
+        return 0
     options = options_from(args)
     report = run(options)
     print(f"wrote bench.json, bench.md{' and bench.png' if report['rows'] else ''} to {options.out}", file=sys.stderr)

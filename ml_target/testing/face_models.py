@@ -78,9 +78,13 @@ def _model(nodes, inputs, outputs, initializers=(), name: str = "model") -> onnx
 
 
 def detector_model(heads: Sequence[np.ndarray]) -> onnx.ModelProto:
-    """An SCRFD-shaped detector that ignores its input and emits `heads` (see `scrfd_heads`)."""
+    """An SCRFD-shaped detector that ignores its input and emits `heads` (see `scrfd_heads`).
+
+    The outputs are 2-D, (cells * anchors, channels), as in buffalo_l's `det_10g.onnx`: insightface
+    0.7.3's `RetinaFace`, which Immich's detector wraps, indexes them without a batch axis.
+    """
     nodes, outputs = [], []
-    for i, head in enumerate(heads):
+    for i, head in enumerate(head.reshape(head.shape[-2:]) for head in heads):
         nodes.append(helper.make_node("Constant", [], [f"out{i}"], value=numpy_helper.from_array(head), name=f"Constant_{i}"))
         outputs.append(helper.make_tensor_value_info(f"out{i}", TensorProto.FLOAT, list(head.shape)))
     image = helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, DET_SIZE, DET_SIZE])

@@ -44,6 +44,7 @@ from ml_target.verify.reference_clip import immich_crop
 from ml_target.verify.samples import Sample
 
 OCR_MODEL = "PP-OCRv5_mobile"
+RAPIDOCR_CHARACTER_KEY = "character"
 
 
 def write_immich_clip(cache: Path, name: str, backend_id: str, fixtures: Path = FIXTURES_DIR) -> Path:
@@ -55,18 +56,37 @@ def write_immich_clip(cache: Path, name: str, backend_id: str, fixtures: Path = 
 
 
 def write_immich_ocr(cache: Path, name: str = OCR_MODEL) -> Path:
-    """`<cache>/ocr/<name>/` with ocrspine's PP-OCRv5 mobile ONNX files and its keys file."""
+    """`<cache>/ocr/<name>/` as Immich's OCR library loads it: ocrspine's PP-OCRv5 mobile ONNX files,
+    the recogniser carrying its character list in the model metadata (`character`, one per line).
+
+    Immich hands RapidOCR an onnxruntime session of `recognition/model.onnx`, and RapidOCR takes the
+    characters from that metadata or else looks for a `dict_url` to download (the published files
+    carry it; ocrspine's do not). The keys file stays beside it for this project's own reference.
+    """
+    import onnx
+
     base = Path(cache) / "ocr" / name
-    for part, file in (
-        ("detection", "ppocrv5_det.onnx"),
-        ("recognition", "ppocrv5_rec.onnx"),
-    ):
-        (base / part).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(ocrspine_file(file), base / part / "model.onnx")
-    shutil.copyfile(
-        ocrspine_file("ppocr_keys_v5.txt"), base / "recognition" / "ppocr_keys_v5.txt"
-    )
+    (base / "detection").mkdir(parents=True, exist_ok=True)
+    (base / "recognition").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ocrspine_file("ppocrv5_det.onnx"), base / "detection" / "model.onnx")
+    keys = ocrspine_file("ppocr_keys_v5.txt")
+    recogniser = onnx.load(str(ocrspine_file("ppocrv5_rec.onnx")))
+    del recogniser.metadata_props[:]
+    entry = recogniser.metadata_props.add()
+    entry.key, entry.value = RAPIDOCR_CHARACTER_KEY, "\n".join(rapidocr_characters(keys))
+    onnx.save(recogniser, str(base / "recognition" / "model.onnx"))
+    shutil.copyfile(keys, base / "recognition" / "ppocr_keys_v5.txt")
     return base
+
+
+def rapidocr_characters(keys: Path) -> list[str]:
+    """The recogniser's characters as RapidOCR stores them: without the CTC blank (class 0) and the
+    space (the last class), which it adds itself. ocrspine's keys file lists every class, both included."""
+    classes = keys.read_text(encoding="utf-8").split("\n")
+    classes = classes[:-1] if classes[-1] == "" else classes
+    if classes[0] != "blank" or classes[-1] != " ":
+        raise ValueError(f"{keys}: expected the full class table, blank first and space last")
+    return classes[1:-1]
 
 
 @dataclasses.dataclass

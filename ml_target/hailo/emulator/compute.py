@@ -154,7 +154,7 @@ class OnnxCompute:
             return dict(zip(names, self._session.run(names, feeds)))
         batch = next(iter(feeds.values())).shape[0]
         frames = [self._session.run(names, {k: v[b:b + 1] for k, v in feeds.items()}) for b in range(batch)]
-        return {n: np.concatenate([f[i] for f in frames]) for i, n in enumerate(names)}
+        return {n: _batch(f[i] for f in frames) for i, n in enumerate(names)}
 
     def __call__(self, inputs: Arrays) -> Arrays:
         feeds = dict(self._feed(v, x) for v, x in inputs.items())
@@ -166,6 +166,13 @@ class OnnxCompute:
                 y = y.transpose(cfg["transpose"])
             out[vstream] = np.asarray(y, np.float32).reshape((y.shape[0], *self._edges[vstream].shape))
         return out
+
+
+def _batch(frames) -> np.ndarray:
+    """One frame's outputs each, joined along the batch axis: concatenated when they carry one of
+    size 1, stacked when they carry none (insightface's det_10g.onnx emits (anchors, channels))."""
+    frames = list(frames)
+    return np.concatenate(frames) if frames[0].shape[:1] == (1,) else np.stack(frames)
 
 
 def build_compute(desc: HefDesc) -> ComputeFn:
