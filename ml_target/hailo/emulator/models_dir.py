@@ -109,19 +109,20 @@ def _ocr_compute(spec: NetworkSpec, onnx_path: Path) -> dict[str, Any]:
 
 
 def write_emulated_models(directory: str | Path, arch: str = "hailo8", onnx_ocr: bool = True) -> list[Path]:
-    """Write `<spec.hef>.hef` for every network in `NETWORKS`; returns the paths written."""
+    """Write `<spec.hef>.hef` for every network in `NETWORKS`, as the `arch` build presents it
+    (its edges and hw_arch); returns the paths written."""
     directory = Path(directory)
     det_onnx, rec_onnx = ocr_onnx_paths() if onnx_ocr else (None, None)
     onnx = {OCR_DETECTION: det_onnx, OCR_RECOGNITION: rec_onnx}
     written = []
-    for spec in NETWORKS.values():
+    for spec in (network.for_arch(arch) for network in NETWORKS.values()):
         compute = _ocr_compute(spec, onnx[spec.hef]) if onnx.get(spec.hef) else None
         written.append(write_hef(directory / f"{spec.hef}.hef", spec=spec, compute=compute, hw_arch=arch))
     return written
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m ml_target.hailo.emulator.models_dir DIR [--arch hailo8l] [--synthetic-ocr]`."""
+    """`python -m ml_target.hailo.emulator.models_dir DIR [--arch hailo8l|hailo10h] [--synthetic-ocr]`."""
     import argparse
 
     parser = argparse.ArgumentParser(description="Write emulated HEFs for every Model Zoo network.")
