@@ -205,3 +205,16 @@ def test_reset_returns_to_the_default_cards(emu):
     emu.reset()
     assert hp.Device.scan() == [ID1]
     assert emulator.device(0).counters()["architecture"] == emulator.default_chips()[0]
+
+
+def test_one_group_id_names_one_card(emu):
+    emulator.set_devices(["hailo8", "hailo8"])
+    first = _params(hp, ID1)
+    first.group_id = "SHARED"
+    other = _params(hp, ID2)
+    other.group_id = "SHARED"
+    with hp.VDevice(first), pytest.raises(ph.HailoRTInvalidOperationException):
+        hp.VDevice(other)
+    other.group_id = "SHARED-2"
+    with hp.VDevice(first), hp.VDevice(other):
+        pass

@@ -571,22 +571,23 @@ class Runtime:
             raise ConfigurationError(f"cannot load {path.name}: every Hailo device is down "
                                      f"({'; '.join(str(c.down_reason) for c in self.cards)})")
         built: list[tuple[Card, Any, Any]] = []
+        failing = up[0]
         try:
             edges = None
-            for card in up:
-                infer_model, inputs, outputs = self.create_infer_model(card.vdevice, path, batch_size, raw_outputs)
+            for failing in up:
+                infer_model, inputs, outputs = self.create_infer_model(failing.vdevice, path, batch_size, raw_outputs)
                 if edges is None:
                     edges = (inputs, outputs, *self._group_info(infer_model, path))
                 elif (inputs, outputs) != edges[:2]:
                     raise ConfigurationError(f"{path.name}: the cards present different edges for the same HEF")
                 configured = self._configure(infer_model, batch_size, priority, coalesce=edges[3])
-                built.append((card, infer_model, configured))
+                built.append((failing, infer_model, configured))
         except Exception as exc:
             for card, _, configured in built:
                 card.release_configured(configured)
             if isinstance(exc, ConfigurationError):
                 raise
-            where = f" on {card.device_id}" if len(self.cards) > 1 else ""
+            where = f" on {failing.device_id}" if len(self.cards) > 1 else ""
             raise ConfigurationError(
                 f"cannot configure {path}{where}: {faults.describe(exc)}. {faults.startup_advice(exc)}"
             ) from exc

@@ -152,6 +152,11 @@ class SimulatedDevice:
                                   "Failed to create vdevice. there are not enough free devices. requested: 1, found: 0")
             return self.generation
 
+    def held_by(self, group_id: str) -> bool:
+        """Whether a VDevice of this (non-UNIQUE) group holds the card."""
+        with self.cond:
+            return group_id != "UNIQUE" and self._holder is not None and self._holder[0] == group_id
+
     def release(self, generation: int) -> None:
         with self.cond:
             if generation == self.generation and self._holder is not None:

@@ -14,6 +14,8 @@ RPC session of its own (device_hrpc_client.cpp), counted in the card's `sessions
 Device selection follows `VDeviceBase::get_accelerator_type` / `create_devices` (vdevice.cpp):
 with ids, an unknown id is 2 HAILO_INVALID_ARGUMENT and a busy card 73 HAILO_DEVICE_IN_USE; without
 ids, a host with both families is refused (2) and busy cards are skipped, then 74 when too few are free.
+A non-UNIQUE group id names one VDevice: asking it for another card is 6 HAILO_INVALID_OPERATION
+("Device {} not used by group_id {}", `validate_same_vdevice`).
 """
 
 from __future__ import annotations
@@ -258,6 +260,11 @@ class VDevice:
             raise StatusError(Status.HAILO_INVALID_ARGUMENT, f"VDevice creation failed. {which}")
         if self._params.device_count != 1:
             self._refuse_several(cards or machine().cards())
+        group = self._params.group_id
+        shared = [c for c in machine().cards() if c.held_by(group) and c not in cards]
+        if ids and shared:
+            # VDevices are shared by group id alone (vdevice.cpp `validate_same_vdevice`)
+            raise StatusError(Status.HAILO_INVALID_OPERATION, f"Device {ids[0]} not used by group_id {group}")
         if ids:
             card = cards[0]
             card.check_line(self._line)
