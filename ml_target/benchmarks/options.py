@@ -6,6 +6,7 @@ heavier than argparse; the benchmark itself (`ml_target.benchmarks.service`) loa
     bench [service] [--workload clip-image,clip-text,faces,ocr] [--concurrency 1,2,4,8,16,32]
           [--seconds 5] [--url URL] [--out docs/bench] [--quick] ...
     bench device [--network NET] [--callers 16] [--seconds 10]
+    bench cards [--workload clip-image,faces] [--concurrency 16,32] [--devices 1,2] [--repeats 3] [--no-fault]
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ class Options:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of both modes: `service` (default, the whole worker) and `device` (the runtime alone)."""
-    parser.add_argument("mode", nargs="?", choices=("service", "device"), default="service")
+    """Options of the modes: `service` (default, the whole worker), `device` (the runtime alone) and
+    `cards` (the runtime over 1..N emulated cards, `ml_target.benchmarks.cards`)."""
+    parser.add_argument("mode", nargs="?", choices=("service", "device", "cards"), default="service")
     parser.add_argument(
         "--workload", default=",".join(WORKLOAD_NAMES), help="comma-separated: " + ", ".join(WORKLOAD_NAMES)
     )
@@ -50,7 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--default-seconds", type=float, default=Options.default_seconds, help="Immich-default window")
     parser.add_argument("--text-interval", type=float, default=Options.text_interval_s, help="s between user searches")
     parser.add_argument("--no-immich-default", action="store_true", help="skip the Immich-default mixed load")
-    parser.add_argument("--profile", default="hailo8", choices=("hailo8", "hailo8l"), help="emulator timing profile")
+    parser.add_argument(
+        "--profile", default="hailo8", choices=("hailo8", "hailo8l", "hailo10h"), help="emulator timing profile"
+    )
     parser.add_argument("--url", help="drive a running worker instead of starting one (no CPU accounting)")
     parser.add_argument("--out", type=Path, default=Options.out, help="directory for bench.json/.md/.png")
     parser.add_argument(
@@ -59,9 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="concurrency 1,4,16, 2 s points, 12 s mixed load")
     parser.add_argument("--network", default=DEVICE_NETWORK, help="device mode: the network to drive")
     parser.add_argument("--callers", type=int, default=16, help="device mode: concurrent callers")
+    parser.add_argument("--devices", default="1,2", help="cards mode: comma-separated numbers of emulated cards")
+    parser.add_argument("--repeats", type=int, default=3, help="cards mode: samples per point")
+    parser.add_argument("--no-fault", action="store_true", help="cards mode: skip the lost-card scenario")
 
 
-def _numbers(raw: str) -> tuple[int, ...]:
+def numbers(raw: str) -> tuple[int, ...]:
     return tuple(int(part) for part in raw.split(",") if part.strip())
 
 
@@ -94,7 +101,7 @@ def options_from(args: argparse.Namespace) -> Options:
         raise SystemExit(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOAD_NAMES)}")
     quick = args.quick
     if args.concurrency:
-        concurrency = _numbers(args.concurrency)
+        concurrency = numbers(args.concurrency)
     else:
         concurrency = QUICK_CONCURRENCY if quick else DEFAULT_CONCURRENCY
     seconds = args.seconds if args.seconds is not None else (2.0 if quick else Options.seconds)
