@@ -218,3 +218,25 @@ def test_one_group_id_names_one_card(emu):
     other.group_id = "SHARED-2"
     with hp.VDevice(first), hp.VDevice(other):
         pass
+
+
+def test_constant_compute_returns_the_zero_point_without_reading_the_input(emu, tmp_path):
+    from ml_target.hailo.emulator.models_dir import write_hef
+
+    quant = {"scale": 0.5, "zp": 7.0, "min": -3.5, "max": 124.0}
+    path = write_hef(tmp_path / "c.hef", network_group="c",
+                     inputs=[{"name": "c/in", "shape": [4], "type": "UINT8", "order": "NC", "quant": quant}],
+                     outputs=[{"name": "c/out", "shape": [3], "type": "UINT8", "order": "NC", "quant": quant}],
+                     compute={"kind": "constant"}, hw_arch="hailo8")
+    with hp.VDevice(scheduled_params()) as vdevice:
+        model = vdevice.create_infer_model(str(path))
+        raw = vdevice.create_infer_model(str(path))
+        model.output().set_format_type(hp.FormatType.FLOAT32)
+        with model.configure() as floats, raw.configure() as native:
+            for frame in (np.zeros(4, np.uint8), np.full(4, 255, np.uint8)):
+                out = np.full(3, -1.0, np.float32)
+                floats.run([floats.create_bindings(input_buffers={"c/in": frame}, output_buffers={"c/out": out})], 3000)
+                np.testing.assert_array_equal(out, [0.0, 0.0, 0.0])
+                q = np.zeros(3, np.uint8)
+                native.run([native.create_bindings(input_buffers={"c/in": frame}, output_buffers={"c/out": q})], 3000)
+                np.testing.assert_array_equal(q, [7, 7, 7])

@@ -450,7 +450,7 @@ def _base_install_script(rt_dir: Path) -> str:
     """The HailoRT install step of Dockerfile.hailo-base (its RUN heredoc), pointed at `rt_dir`."""
     text = (REPO / "Dockerfile.hailo-base").read_text()
     body = text.split("<<'EOF'\n", 1)[1].split("\nEOF\n", 1)[0]
-    return body.replace("/hailo-rt-4", str(rt_dir))
+    return body.replace("/context/", f"{rt_dir.parent}/")
 
 
 INSTALL_STUBS = {
@@ -469,7 +469,7 @@ def _run_install(host, **env_extra: str) -> subprocess.CompletedProcess:
         stub.write_text(f"#!/bin/sh\n{body}\n")
         stub.chmod(0o755)
     script = _base_install_script(tmp / "hailo-rt-4")
-    run_env = env | {"HAILORT_VERSION": VERSION} | env_extra
+    run_env = env | {"HAILORT_VERSION": VERSION, "HAILO_RT_DIR": "hailo-rt-4"} | env_extra
     return subprocess.run(["sh", "-c", script], env=run_env, capture_output=True, text=True, timeout=30)
 
 

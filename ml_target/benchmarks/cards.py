@@ -9,11 +9,13 @@ closed loops calling the networks directly — no HTTP, no JPEG decode, no pre- 
 Each caller's request is the device traffic of one Immich request: `clip-image` one frame of the
 CLIP image encoder; `faces` one SCRFD frame, then `FACES_PER_PHOTO` ArcFace frames at once (what
 the faces task sends for a photo with three faces). Frames are fixed random pixels and the
-emulated networks compute a cheap synthetic function (a CRC of the input seeds the outputs), so
-the host work per frame is the runtime's own (queue, bindings, callbacks, well under a
-millisecond) and the emulated cards' modelled burst time `a + b*B` is the limit. On a small
-machine the full service cannot be device-bound with two cards (decode, HTTP and post-processing
-cost more CPU than two emulated Hailo-8s leave); `bench service` measures that.
+emulated networks have `constant` compute (outputs at the zero point, inputs unread), because the
+emulator's own per-frame work is host CPU a real card does not spend: a synthetic SCRFD frame
+(dequantise 640x640x3, CRC, random outputs) costs it several ms, more than the 0.95 ms a Hailo-8
+takes. So the host work per frame is the runtime's own (queue, bindings, callbacks, output
+buffers) and the emulated cards' modelled burst time `a + b*B` is the limit. On a small machine
+the full service cannot be device-bound with two cards (decode, HTTP and post-processing cost more
+CPU than two emulated Hailo-8s leave); `bench service` measures that.
 
 Each point runs `--repeats` times (samples); the report gives the mean and the range. The fault
 scenario (two cards, each workload at the highest concurrency) makes card 2 vanish under load,
@@ -208,11 +210,11 @@ async def _fault(rig: Rig, callers: int, seconds: float) -> dict[str, Any]:
 
 
 def write_models(directory: Path, profile: str) -> None:
-    """Emulated HEFs of every benchmarked network for the profile's chip, synthetic compute."""
+    """Emulated HEFs of every benchmarked network for the profile's chip, constant compute."""
     chip = CHIP_OF_PROFILE[profile]
     for hef in {h for frames in WORKLOAD_FRAMES.values() for h in frames}:
         write_hef(directory / f"{hef}.hef", spec=NETWORKS[hef].for_arch(chip), hw_arch=chip,
-                  compute={"kind": "synthetic", "seed": 0})
+                  compute={"kind": "constant"})
 
 
 def _summary(samples: Sequence[float]) -> dict[str, float]:

@@ -82,6 +82,7 @@ class ModelState:
     last_run: float = field(default_factory=time.monotonic)
     aborted: int = 0
     callbacks: CallbackWorker | None = None
+    constant: dict | None = None  # outputs of a compute that reads no input, in the user formats
 
     @property
     def network(self) -> str:
@@ -404,16 +405,24 @@ class SimulatedDevice:
 
     def _compute(self, model: ModelState, frames: list[Frame]) -> dict[str, np.ndarray]:
         """Run the burst's compute and convert the outputs to each edge's user format (all of the
-        host work, so that the modelled device time can be slept net of it)."""
+        host work, so that the modelled device time can be slept net of it). A compute that reads
+        no input (`ConstantCompute`) is converted once per configured model."""
+        if not getattr(model.compute, "reads_inputs", True):
+            if model.constant is None:
+                blank = {edge.name: np.zeros((1, *edge.shape), np.float32) for edge in model.desc.inputs}
+                model.constant = self._convert(model, model.compute(blank), 1)
+            return {name: np.broadcast_to(v, (len(frames), *v.shape[1:])) for name, v in model.constant.items()}
         inputs = {
             edge.name: np.stack([read_input(f.inputs[edge.name], edge, model.user_types[edge.name]) for f in frames])
             for edge in model.desc.inputs
         }
-        outputs = model.compute(inputs)
+        return self._convert(model, model.compute(inputs), len(frames))
+
+    def _convert(self, model: ModelState, outputs: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
         converted = {}
         for edge in model.desc.outputs:
             got = outputs.get(edge.name)
-            expected = (len(frames), *edge.shape)
+            expected = (batch, *edge.shape)
             if got is None or tuple(np.shape(got)) != expected:
                 raise StatusError(Status.HAILO_INTERNAL_FAILURE,
                                   f"compute returned {None if got is None else np.shape(got)} for {edge.name}, "
