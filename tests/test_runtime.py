@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from emulator_helpers import ARCH
 
 from ml_target.config import Settings
 from ml_target.errors import (
@@ -55,8 +56,8 @@ def write_affine(
         inputs=[{"name": f"{group}/input_layer1", "shape": [WIDTH], "type": "UINT8", "order": "NC", "quant": U8}],
         outputs=[{"name": f"{group}/fc1", "shape": [WIDTH], "type": "UINT16", "order": "NC", "quant": U16}],
         compute={"kind": "callable", "name": "runtime_test_affine"},
-        timing_ms={"hailo8": list(timing), "hailo8l": list(timing)},
-        hw_arch="hailo8",
+        timing_ms={"hailo8": list(timing), "hailo8l": list(timing), "hailo10h": list(timing)},
+        hw_arch=ARCH,
         multi_context=multi_context,
     )
     return path
@@ -113,7 +114,7 @@ async def test_sixteen_bit_inputs_take_float32_quantised_by_the_runtime(make_run
         outputs=[{"name": "wide/out", "shape": [4], "type": "UINT16", "order": "NC", "quant": WIDE}],
         compute={"kind": "callable", "name": "runtime_test_identity"},
         timing_ms={"hailo8": [0, 0]},
-        hw_arch="hailo8",
+        hw_arch=ARCH,
         multi_context=False,
     )
     net = make_runtime().load(path, batch_size=1, priority=16)
@@ -370,7 +371,7 @@ async def test_raw_outputs_without_a_single_scale_stay_float32(make_runtime, tmp
         outputs=[{"name": "perfeature/fc1", "shape": [WIDTH], "type": "UINT8", "order": "NC", "quant": zero}],
         compute={"kind": "callable", "name": "runtime_test_affine"},
         timing_ms={"hailo8": [0, 0]},
-        hw_arch="hailo8",
+        hw_arch=ARCH,
         multi_context=False,
     )
     net = make_runtime().load(path, batch_size=1, priority=16, raw_outputs=True)
@@ -384,7 +385,7 @@ async def test_an_argmax_output_is_refused_because_hailort_would_cast_it(make_ru
         network_group="argmax",
         inputs=[{"name": "argmax/input_layer1", "shape": [4, 4, 3], "type": "UINT8", "order": "NHWC", "quant": U8}],
         outputs=[{"name": "argmax/argmax1", "shape": [4, 4], "type": "UINT8", "order": "NHW", "quant": U8}],
-        hw_arch="hailo8",
+        hw_arch=ARCH,
     )
     with pytest.raises(ConfigurationError, match="argmax1 is in NHW order"):
         make_runtime().load(path, batch_size=1, priority=16)
@@ -401,7 +402,7 @@ async def test_uint8_pixels_reach_a_16_bit_image_edge_quantised_not_cast(make_ru
                  "quant": {"scale": 1 / 128, "zp": 0.0, "min": 0.0, "max": 511.99}}],
         outputs=[{"name": "pixels/out", "shape": [12], "type": "UINT16", "order": "NC",
                   "quant": {"scale": 1 / 64, "zp": 0.0, "min": 0.0, "max": 1023.98}}],
-        compute={"kind": "callable", "name": "runtime_test_pixels"}, hw_arch="hailo8",
+        compute={"kind": "callable", "name": "runtime_test_pixels"}, hw_arch=ARCH,
     )
     frame = np.arange(12, dtype=np.uint8).reshape(2, 2, 3) * 20
     wide = make_runtime().load(path, batch_size=1, priority=16)

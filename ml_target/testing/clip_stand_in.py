@@ -374,7 +374,7 @@ def write_stand_in_models(
     register()
     backend = BACKENDS[backend_id]
     models_dir = Path(models_dir)
-    image_spec, text_spec = backend.image_network, backend.text_network
+    image_spec, text_spec = backend.image_network.for_arch(arch), backend.text_network.for_arch(arch)
     image = write_hef(models_dir / f"{image_spec.hef}.hef", spec=image_spec, hw_arch=arch,
                       compute={"kind": "callable", "name": image_compute_name(backend_id, channels)})
     outputs = [dict(edge_json(text_spec, text_spec.outputs[0]), shape=list(text_output_shape(backend_id, per_token=per_token)))]

@@ -204,7 +204,7 @@ def write_face_models(models_dir: Path, arch: str = "hailo8", layout: str = "anc
     models_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for hef in DETECTORS + RECOGNISERS:
-        spec = NETWORKS[hef]
+        spec = NETWORKS[hef].for_arch(arch)
         path = models_dir / f"{hef}.hef"
         name = _compute_name(spec, layout if hef in DETECTORS else "anchor-major")
         write_hef(path, spec=spec, compute={"kind": "callable", "name": name}, hw_arch=arch)
