@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from emulator_helpers import ARCH
+from emulator_helpers import ARCH, LIBRARY
 
 from ml_target.config import Settings
 from ml_target.errors import (
@@ -246,8 +246,11 @@ async def test_bad_frames_are_refused_without_touching_the_model(make_runtime, t
 async def test_arch_is_identified_or_taken_from_settings(make_runtime, emu):
     emu.set_architecture("hailo8l")
     assert make_runtime().arch == "hailo8l"
-    emu.reset()
-    assert make_runtime(hailo_arch="hailo8l").arch == "hailo8l"
+    emu.set_architecture("hailo8")
+    assert make_runtime(hailo_arch="hailo8l").arch == "hailo8l"  # the 8L build runs on a Hailo-8
+    emu.set_architecture("hailo8l")
+    with pytest.raises(ConfigurationError, match="HAILO_ARCH=hailo8, but the card"):
+        make_runtime(hailo_arch="hailo8")
 
 
 async def test_a_pre_production_hailo8_is_refused_with_the_reason(make_runtime, emu):
@@ -260,10 +263,10 @@ async def test_health_reports_device_and_networks(make_runtime, tmp_path):
     runtime = make_runtime()
     runtime.load(write_affine(tmp_path, "affine"), batch_size=2, priority=20)
     health = runtime.health()
-    assert (health["state"], health["device"], health["arch"]) == ("healthy", "emulator", "hailo8")
-    assert health["hailort_version"] == "4.23.0"
+    assert (health["state"], health["device"], health["arch"]) == ("healthy", "emulator", ARCH)
+    assert health["hailort_version"] == LIBRARY
     info = health["device_info"]
-    assert (info["architecture"], info["firmware_version"], info["device_id"]) == ("HAILO8", "4.23.0", "0000:01:00.0")
+    assert (info["architecture"], info["firmware_version"], info["device_id"]) == (ARCH.upper(), LIBRARY, "0000:01:00.0")
     assert info["driver_version"] is None and info["pcie"] is None  # an emulated device has neither
     hef = health["hefs"]["affine"]
     assert hef["inputs"][0]["native_type"] == "UINT8" and hef["inputs"][0]["order"] == "NC"

@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 import test_runtime
+from emulator_helpers import ARCH
 from test_runtime import expected, marker, write_affine
 
 from ml_target.config import Settings
@@ -27,7 +28,7 @@ ID1, ID2 = "0000:01:00.0", "0000:02:00.0"
 def make_runtime(emu):
     made: list[Runtime] = []
 
-    def make(chips=("hailo8", "hailo8"), ids=None, **overrides) -> Runtime:
+    def make(chips=(ARCH, ARCH), ids=None, **overrides) -> Runtime:
         emulator.set_devices(list(chips), ids=ids)
         values = {"hailo_device": "emulator", "hailo_emulator_profile": "none", "request_timeout_s": 3.0,
                   "hailo_device_ids": ("all",)}
@@ -70,10 +71,10 @@ async def test_all_opens_every_card_in_sorted_order_each_on_its_own_vdevice(make
     runtime = make_runtime(ids=[ID2, ID1])  # HailoRT lists cards in directory order
     assert [c.device_id for c in runtime.cards] == [ID1, ID2]
     assert [c.info["device_id"] for c in runtime.cards] == [ID1, ID2]
-    assert runtime.arch == "hailo8"
+    assert runtime.arch == ARCH
     health = runtime.health()
     assert [(d["device_id"], d["state"], d["arch"]) for d in health["devices"]] == [
-        (ID1, "ready", "hailo8"), (ID2, "ready", "hailo8")]
+        (ID1, "ready", ARCH), (ID2, "ready", ARCH)]
     assert health["device_info"]["device_id"] == ID1  # the first card, for readers of one device
 
 
@@ -122,7 +123,7 @@ async def test_a_failing_model_on_one_card_moves_its_burst_to_the_other(make_run
 
 
 async def test_with_one_card_a_lost_card_still_fails_its_requests_and_reads_down(make_runtime, tmp_path):
-    runtime = make_runtime(chips=("hailo8",))
+    runtime = make_runtime(chips=(ARCH,))
     net = runtime.load(write_affine(tmp_path, "affine"), batch_size=4, priority=16)
     emulator.device(0).vanish()
     results = await run_calls(net, 4)
@@ -133,7 +134,9 @@ async def test_with_one_card_a_lost_card_still_fails_its_requests_and_reads_down
 async def test_mixed_hailo8_and_hailo8l_use_the_8l_build_on_both(make_runtime, tmp_path):
     runtime = make_runtime(chips=("hailo8", "hailo8l"))
     assert [c.arch for c in runtime.cards] == ["hailo8", "hailo8l"] and runtime.arch == "hailo8l"
-    eight = write_affine(tmp_path, "affine")  # a hailo8 build: the 8L card refuses it
+    eight = tmp_path / "eight" / "affine.hef"  # a hailo8 build: the 8L card refuses it
+    write_hef(eight, network_group="affine", inputs=[_edge("input_layer1", "UINT8")], outputs=[_edge("fc1", "UINT16")],
+              compute={"kind": "callable", "name": "runtime_test_affine"}, hw_arch="hailo8")
     with pytest.raises(ConfigurationError, match=rf"on {ID2}.*HEF") as refused:
         runtime.load(eight, batch_size=4, priority=16)
     assert "fetch the HEFs for this device's arch" in str(refused.value)

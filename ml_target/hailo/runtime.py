@@ -59,6 +59,7 @@ REBUILD_BACKOFF_S = (0.1, 0.5, 2.0, 5.0, 15.0)
 ARCH_BY_DEVICE = {"HAILO8": "hailo8", "HAILO8L": "hailo8l", "HAILO10H": "hailo10h", "HAILO15H": "hailo10h"}
 DEVICE_ARCHITECTURES = ("HAILO8_A0", "HAILO8", "HAILO8L", "HAILO15H", "HAILO15L", "HAILO15M", "HAILO10H")
 CHIPS_OF_LINE = {4: ("hailo8", "hailo8l"), 5: ("hailo10h",)}
+RUNS_ON = {"hailo8": ("hailo8",), "hailo8l": ("hailo8", "hailo8l"), "hailo10h": ("hailo10h",)}  # build -> chips
 NOT_SUPPORTED = 79
 ARGMAX_ORDERS = ("NHW",)
 USER_DTYPES = {"UINT8": np.uint8, "UINT16": np.uint16, "FLOAT32": np.float32}
@@ -430,13 +431,28 @@ class Runtime:
             for card in self.cards:
                 card.close()
             raise
-        self.arch = settings.hailo_arch if settings.hailo_arch != "auto" else build_arch([c.arch for c in self.cards])
+        self.arch = self._build_arch()
         self.device_info = self.cards[0].info
         log.info("Hailo runtime ready: device=%s, %d card(s) %s, HEFs for %s, HailoRT %s", self.device,
                  len(self.cards), ", ".join(f"{c.device_id} ({c.arch})" for c in self.cards), self.arch,
                  self.hailort_version)
 
     # ---- devices ----
+
+    def _build_arch(self) -> str:
+        """HAILO_ARCH, refused when a card does not run that build (error 93 later), else the build
+        every card runs (`networks.build_arch`)."""
+        chips = [c.arch for c in self.cards]
+        if self.settings.hailo_arch == "auto":
+            return build_arch(chips)
+        if any(chip not in RUNS_ON[self.settings.hailo_arch] for chip in chips):
+            for card in self.cards:
+                card.close()
+            raise ConfigurationError(
+                f"HAILO_ARCH={self.settings.hailo_arch}, but the card(s) are {', '.join(chips)}, which refuse that "
+                "build (error 93): unset HAILO_ARCH, or set it to the chip of the cards"
+            )
+        return self.settings.hailo_arch
 
     def _multi_process_service(self) -> bool:
         if self.settings.hailo_multi_process_service and self.hailort_major >= 5:

@@ -20,6 +20,7 @@ from ml_target.hailo.emulator.models_dir import write_hef
 # The chip the suite runs on (`pytest --emulated-arch`, tests/conftest.py) and its timing profile.
 ARCH = os.environ.get("ML_TARGET_TEST_ARCH", "hailo8")
 PROFILE = ARCH
+LIBRARY = "5.3.0" if ARCH == "hailo10h" else "4.23.0"  # the emulated HailoRT that drives it
 U8 = {"scale": 1.0, "zp": 0.0, "min": 0.0, "max": 255.0}
 AFFINE = "emulator_test_affine"
 IDENTITY = "emulator_test_identity"

@@ -22,6 +22,15 @@ NHWC_TO_NCHW = [0, 3, 1, 2]
 NCHW_TO_NHWC = [0, 2, 3, 1]
 
 
+def default_build() -> str:
+    """The build folder of the emulator's default card (hailo8 unless `emulator.set_defaults` changed
+    it, as `pytest --emulated-arch hailo10h` does), for writers called without an arch."""
+    from ml_target.hailo.emulator.device import machine
+
+    chip = machine().default_chips[0]
+    return chip if chip in ARCHES else "hailo8"
+
+
 def edge_json(spec: NetworkSpec, edge: Edge) -> dict[str, Any]:
     """A `NetworkSpec` edge as an emulated-HEF edge object."""
     return {
@@ -49,7 +58,7 @@ def write_hef(
     outputs: Iterable[Mapping[str, Any]] | None = None,
     compute: Mapping[str, Any] | None = None,
     timing_ms: Mapping[str, Iterable[float]] | None = None,
-    hw_arch: str = "hailo8",
+    hw_arch: str | None = None,
     multi_context: bool | None = None,
     max_queue_size: int | None = None,
 ) -> Path:
@@ -57,8 +66,10 @@ def write_hef(
 
     With `spec`, its group, edges, timing and multi-context flag are the defaults; explicit
     arguments override them. `compute` defaults to `{"kind": "synthetic", "seed": 0}`. The document
-    is validated with the emulator's own parser before it is written.
+    is validated with the emulator's own parser before it is written. `hw_arch` defaults to the
+    build of the emulator's default card (`default_build`).
     """
+    hw_arch = hw_arch or default_build()
     if hw_arch not in ARCHES:
         raise ValueError(f"hw_arch must be one of {ARCHES}")
     doc: dict[str, Any] = {
@@ -108,10 +119,11 @@ def _ocr_compute(spec: NetworkSpec, onnx_path: Path) -> dict[str, Any]:
     }
 
 
-def write_emulated_models(directory: str | Path, arch: str = "hailo8", onnx_ocr: bool = True) -> list[Path]:
+def write_emulated_models(directory: str | Path, arch: str | None = None, onnx_ocr: bool = True) -> list[Path]:
     """Write `<spec.hef>.hef` for every network in `NETWORKS`, as the `arch` build presents it
     (its edges and hw_arch); returns the paths written."""
     directory = Path(directory)
+    arch = arch or default_build()
     det_onnx, rec_onnx = ocr_onnx_paths() if onnx_ocr else (None, None)
     onnx = {OCR_DETECTION: det_onnx, OCR_RECOGNITION: rec_onnx}
     written = []
