@@ -626,15 +626,20 @@ class DeviceNetwork:
         if not any(other.ready for other in self._lanes.values() if other is not lane):
             return list(requests)
         movable, failed = dispatch.split_movable(requests)
-        for request in movable:
-            request.retried = True
-            request.outputs = output_buffers(self.outputs)
-        self._pending.extendleft(reversed(movable))
+        self._queue_again(movable)
         lane.stats.moved += len(movable)
         if movable:
             self._report_waiting()
             self._cond.notify_all()
         return failed
+
+    def _queue_again(self, requests: list[_Request]) -> None:
+        """Under the lock: put frames caught by a failure back at the head of the queue, once each,
+        with fresh output buffers since the aborted job may still write the old ones."""
+        for request in requests:
+            request.retried = True
+            request.outputs = output_buffers(self.outputs)
+        self._pending.extendleft(reversed(requests))
 
     def _fail_locked(self, lane: Lane, generation: int, reason: str, exc: BaseException | None = None) -> None:
         """Under the lock: the lane's configured model of `generation` failed; schedule a re-configure."""
@@ -680,10 +685,7 @@ class DeviceNetwork:
                 self._release_grants(list(lane.inflight.values()))
                 lane.inflight.clear()
                 again, dead = dispatch.split_movable(caught)
-                for request in again:
-                    request.retried = True
-                    request.outputs = output_buffers(self.outputs)
-                self._pending.extendleft(reversed(again))
+                self._queue_again(again)
                 lane.stats.retried += len(again)
                 self._report_waiting()
             self._fail_requests(dead, DeviceError(f"{self.name}: the model was re-configured after a failure"))

@@ -281,14 +281,7 @@ class Card:
             old = network.detach(down, self.device_id)
             if old is not None:
                 self.release_configured(old)
-        with self._lock:
-            old_vdevice, self._vdevice = self._vdevice, None
-            control, self._control = self._control, None
-            self._infer_models.clear()
-        if control is not None:
-            _release(control, "Device")
-        if old_vdevice is not None:
-            _release(old_vdevice, "VDevice")
+        self.close()
         attempt = 0
         backoff = self.runtime.backoff
         while not self.runtime.stopping.is_set():
