@@ -269,7 +269,7 @@ class DeviceNetwork:
         deadline = self._limits.request_timeout_s if timeout is None else timeout
         try:
             return await asyncio.wait_for(request.future, deadline)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
             request.abandoned = True
             with self._cond:
                 self._stats.timeouts += 1
