@@ -223,6 +223,7 @@ def test_one_group_id_names_one_card(emu):
 def test_constant_compute_returns_the_zero_point_without_reading_the_input(emu, tmp_path):
     from ml_target.hailo.emulator.models_dir import write_hef
 
+    emulator.set_devices(["hailo8"])
     quant = {"scale": 0.5, "zp": 7.0, "min": -3.5, "max": 124.0}
     path = write_hef(tmp_path / "c.hef", network_group="c",
                      inputs=[{"name": "c/in", "shape": [4], "type": "UINT8", "order": "NC", "quant": quant}],

@@ -218,3 +218,15 @@ async def test_health_and_metrics_count_each_cards_work(make_runtime, tmp_path):
     assert samples[("ml_target_card_ready", (("device", ID2),))] == 0.0
     assert samples[("ml_target_network_frames_total", (("network", "affine"),))] == 48.0
     assert [d["frames"] for d in health["devices"]] == [frames[ID1], frames[ID2]]
+
+
+def test_hailo_device_ids_and_emulated_cards_are_parsed_and_bad_values_refused():
+    assert Settings.from_env({}).hailo_device_ids == ()
+    assert Settings.from_env({"HAILO_DEVICE_IDS": "ALL"}).hailo_device_ids == ("all",)
+    assert Settings.from_env({"HAILO_DEVICE_IDS": "0000:01:00.0, 02:00.0"}).hailo_device_ids == (ID1, "02:00.0")
+    for bad in ("0000:01:00.0,0000:01:00.0", "card1", "0000:01:00.9"):
+        with pytest.raises(ConfigurationError, match="HAILO_DEVICE_IDS"):
+            Settings.from_env({"HAILO_DEVICE_IDS": bad})
+    assert Settings.from_env({"HAILO_EMULATOR_DEVICES": "hailo8,hailo8l"}).hailo_emulator_devices == ("hailo8", "hailo8l")
+    with pytest.raises(ConfigurationError, match="HAILO_EMULATOR_DEVICES"):
+        Settings.from_env({"HAILO_EMULATOR_DEVICES": "hailo15"})
