@@ -7,9 +7,12 @@
 set -euo pipefail
 
 REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-HAILO_DEVICE_PATH=${HAILO_DEVICE_PATH:-/dev/hailo0}
-HAILO_DRIVER_VERSION_FILE=${HAILO_DRIVER_VERSION_FILE:-/sys/module/hailo_pci/version}
-HAILO_RT_DIR=${HAILO_RT_DIR:-$REPO_DIR/hailo-rt-4}
+SYSFS_MODULE_DIR=${SYSFS_MODULE_DIR:-/sys/module}
+HAILO_DEV_DIR=${HAILO_DEV_DIR:-/dev}
+# The HailoRT line: 4 drives Hailo-8/8L (driver hailo_pci, nodes /dev/hailoN), 5 the Hailo-10H
+# (driver hailo1x_pci, nodes /dev/h1x-N from driver 5.3.0, /dev/hailoN before). Default: the
+# loaded driver's line (detect_line), else HAILORT_VERSION's major.
+HAILORT_LINE=${HAILORT_LINE:-}
 MODELS_DIR=${MODELS_DIR:-$REPO_DIR/models}
 BASE_IMAGE_NAME=${BASE_IMAGE_NAME:-ml-target-hailo-base}
 APP_IMAGE=${APP_IMAGE:-ml-target-hailo:latest}
@@ -20,9 +23,9 @@ CLIP_BACKEND=${CLIP_BACKEND:-vit-b-32}
 READY_TIMEOUT_S=${READY_TIMEOUT_S:-180}
 DOCTOR_REPORT=${DOCTOR_REPORT:-$REPO_DIR/doctor.json}
 MACHINE=${SETUP_MACHINE:-$(uname -m)}
-FORWARDED_SETTINGS=(CLIP_BACKEND HAILO_ARCH TASKS FACE_DETECTOR FACE_RECOGNISER FACE_MODEL CLIP_SERVE_ANY_MODEL_NAME
-  FACE_SERVE_ANY_MODEL_NAME FACE_RECOGNITION_THREADS HAILO_GROUP_ID HAILO_MULTI_PROCESS_SERVICE REQUEST_TIMEOUT_S
-  LOG_LEVEL)
+FORWARDED_SETTINGS=(CLIP_BACKEND HAILO_ARCH HAILO_DEVICE_IDS TASKS FACE_DETECTOR FACE_RECOGNISER FACE_MODEL
+  CLIP_SERVE_ANY_MODEL_NAME FACE_SERVE_ANY_MODEL_NAME FACE_RECOGNITION_THREADS HAILO_GROUP_ID HAILO_MULTI_PROCESS_SERVICE
+  REQUEST_TIMEOUT_S LOG_LEVEL)
 IMMICH_CACHE_DIR=${IMMICH_CACHE_DIR:-}
 
 DRY_RUN=0
@@ -37,11 +40,12 @@ usage() {
   cat <<EOF
 Usage: ./setup.sh [--dry-run] [--offline] [--skip-models] [--skip-doctor] [--skip-tests]
 
-Checks the host (Docker, $HAILO_DEVICE_PATH, hailo_pci driver = HailoRT files in hailo-rt-4/),
-builds the images, fetches the models into models/ (the HEFs from the Hailo Model Zoo; Immich's
-face recogniser and CLIP text files from Immich's own published models), starts the container,
-runs 'python -m ml_target doctor' inside it (the first run on a card, checked end to end; report
-in $DOCTOR_REPORT) and tests/test.sh against it.
+Checks the host (Docker, the Hailo device nodes, driver = HailoRT files in hailo-rt-4/ for a
+Hailo-8/8L or hailo-rt-5/ for a Hailo-10H), builds the images, fetches the models into models/ (the
+HEFs from the Hailo Model Zoo; Immich's face recogniser and CLIP text files from Immich's own
+published models), starts the container (with every card's node), runs 'python -m ml_target doctor'
+inside it (the first run on a card, checked end to end; report in $DOCTOR_REPORT) and tests/test.sh
+against it.
 
   --dry-run      check prerequisites, then print the commands instead of running them
   --offline      air-gapped install: use the loaded image instead of building, and verify
@@ -50,8 +54,10 @@ in $DOCTOR_REPORT) and tests/test.sh against it.
   --skip-doctor  do not run doctor in the started container
   --skip-tests   do not run tests/test.sh against the started container
 
-Environment (defaults): HAILO_DEVICE_PATH ($HAILO_DEVICE_PATH), HAILO_DRIVER_VERSION_FILE,
-HAILO_RT_DIR, HAILORT_VERSION (= driver version), MODELS_DIR, DOCTOR_REPORT, BASE_IMAGE_NAME, APP_IMAGE,
+Environment (defaults): HAILORT_LINE (4 or 5: the loaded driver's), HAILO_DEVICE_PATH (every
+/dev/hailoN, or /dev/h1x-N for a Hailo-10H; several separated by commas), HAILO_DRIVER_VERSION_FILE
+(/sys/module/hailo_pci/version, hailo1x_pci for line 5), HAILO_RT_DIR (hailo-rt-<line>),
+HAILORT_VERSION (= driver version), MODELS_DIR, DOCTOR_REPORT, BASE_IMAGE_NAME, APP_IMAGE,
 CONTAINER_NAME ($CONTAINER_NAME), ML_PORT ($ML_PORT), ML_PUBLISH ($ML_PUBLISH),
 READY_TIMEOUT_S ($READY_TIMEOUT_S), IMMICH_CACHE_DIR (a copy of Immich's model cache, e.g. the
 host path of its model-cache volume: Immich's files are copied from it instead of downloaded),
@@ -103,18 +109,63 @@ check_docker() {
   fi
 }
 
+# HAILORT_LINE from HAILORT_VERSION, else from the loaded driver (hailo1x_pci: 5; hailo_pci: 4).
+detect_line() {
+  if [[ -z $HAILORT_LINE && -n ${HAILORT_VERSION:-} ]]; then
+    HAILORT_LINE=${HAILORT_VERSION%%.*}
+  fi
+  if [[ -z $HAILORT_LINE ]]; then
+    if [[ -e $SYSFS_MODULE_DIR/hailo1x_pci && -e $SYSFS_MODULE_DIR/hailo_pci ]]; then
+      fail "both Hailo drivers are loaded (hailo_pci for Hailo-8/8L, hailo1x_pci for Hailo-10H): one worker drives one HailoRT line; set HAILORT_LINE=4 or HAILORT_LINE=5 (and HAILO_DEVICE_IDS for its cards)"
+    fi
+    if [[ -e $SYSFS_MODULE_DIR/hailo1x_pci ]]; then HAILORT_LINE=5; else HAILORT_LINE=4; fi
+  fi
+  case $HAILORT_LINE in
+    4) DRIVER_MODULE=hailo_pci ;;
+    5) DRIVER_MODULE=hailo1x_pci ;;
+    *) fail "HAILORT_LINE=$HAILORT_LINE: give 4 (Hailo-8/8L) or 5 (Hailo-10H)"; HAILORT_LINE=4; DRIVER_MODULE=hailo_pci ;;
+  esac
+  HAILO_DRIVER_VERSION_FILE=${HAILO_DRIVER_VERSION_FILE:-$SYSFS_MODULE_DIR/$DRIVER_MODULE/version}
+  HAILO_RT_DIR=${HAILO_RT_DIR:-$REPO_DIR/hailo-rt-$HAILORT_LINE}
+}
+
+# DEVICE_NODES: HAILO_DEVICE_PATH (comma-separated), else every node of the line's cards.
 check_device() {
-  if [[ ! -e $HAILO_DEVICE_PATH ]]; then
-    fail "$HAILO_DEVICE_PATH does not exist: the Hailo card is not detected or the hailo_pci driver is not loaded. Check 'lspci | grep -i hailo'; on x86 install hailort-pcie-driver_<version>_all.deb and reboot; on a Raspberry Pi 5 run 'sudo apt install hailo-all' and reboot (README.md, Deployment in detail)"
+  local node
+  DEVICE_NODES=()
+  if [[ -n ${HAILO_DEVICE_PATH:-} ]]; then
+    IFS=', ' read -r -a DEVICE_NODES <<<"$HAILO_DEVICE_PATH"
+    for node in "${DEVICE_NODES[@]}"; do
+      [[ -e $node ]] || fail "$node does not exist: the Hailo card is not detected or its driver ($DRIVER_MODULE) is not loaded. Check 'lspci | grep -i hailo'; on x86 install hailort-pcie-driver_<version>_all.deb and reboot; on a Raspberry Pi 5 run 'sudo apt install hailo-all' (Hailo-8/8L) or 'sudo apt install hailo-h10-all' (Hailo-10H) and reboot (README.md, Deployment in detail)"
+    done
+    return 0
+  fi
+  shopt -s nullglob
+  if ((HAILORT_LINE == 5)); then
+    DEVICE_NODES=("$HAILO_DEV_DIR"/h1x-[0-9]*)
+  fi
+  ((${#DEVICE_NODES[@]})) || DEVICE_NODES=("$HAILO_DEV_DIR"/hailo[0-9]*)
+  shopt -u nullglob
+  if ((${#DEVICE_NODES[@]} == 0)); then
+    fail "no Hailo device node in $HAILO_DEV_DIR (hailo0, or h1x-0 for a Hailo-10H with driver 5.3+): the card is not detected or its driver ($DRIVER_MODULE) is not loaded. Check 'lspci | grep -i hailo'; on x86 install hailort-pcie-driver_<version>_all.deb and reboot; on a Raspberry Pi 5 run 'sudo apt install hailo-all' (Hailo-8/8L) or 'sudo apt install hailo-h10-all' (Hailo-10H) and reboot (README.md, Deployment in detail)"
   fi
 }
 
-# Prints the loaded hailo_pci version, or nothing.
+# --device arguments for docker: every node under its own name (HailoRT looks for it there).
+device_args() {
+  local node
+  DEVICE_ARGS=()
+  for node in "${DEVICE_NODES[@]}"; do
+    DEVICE_ARGS+=(--device "$node:/dev/${node##*/}")
+  done
+}
+
+# Prints the loaded driver's version, or nothing.
 driver_version() {
   if [[ -r $HAILO_DRIVER_VERSION_FILE ]]; then
     tr -d '[:space:]' <"$HAILO_DRIVER_VERSION_FILE"
   elif command -v modinfo >/dev/null 2>&1; then
-    modinfo -F version hailo_pci 2>/dev/null | tr -d '[:space:]' || true
+    modinfo -F version "$DRIVER_MODULE" 2>/dev/null | tr -d '[:space:]' || true
   fi
 }
 
@@ -145,15 +196,18 @@ check_hailort() {
   driver=$(driver_version)
   present=$(present_versions | paste -sd ' ' -)
   if [[ -z $driver ]]; then
-    fail "cannot read the hailo_pci driver version ($HAILO_DRIVER_VERSION_FILE missing, 'modinfo hailo_pci' failed): install and load the HailoRT PCIe driver (README.md, Deployment in detail)"
+    fail "cannot read the $DRIVER_MODULE driver version ($HAILO_DRIVER_VERSION_FILE missing, 'modinfo $DRIVER_MODULE' failed): install and load the HailoRT PCIe driver (README.md, Deployment in detail)"
   fi
   HAILORT_VERSION=${HAILORT_VERSION:-${driver:-${present%% *}}}
   if [[ -z $HAILORT_VERSION ]]; then
-    fail "no HailoRT files in $HAILO_RT_DIR: download hailort_<version>_$DEB_ARCH.deb and hailort-<version>-cp312-cp312-linux_$WHL_ARCH.whl (the same version as the driver) from the Hailo Developer Zone into it (hailo-rt-4/README.md)"
+    fail "no HailoRT files in $HAILO_RT_DIR: download hailort_<version>_$DEB_ARCH.deb and hailort-<version>-cp312-cp312-linux_$WHL_ARCH.whl (the same version as the driver) from the Hailo Developer Zone into it (hailo-rt-$HAILORT_LINE/README.md)"
     return 0
   fi
+  if [[ ${HAILORT_VERSION%%.*} != "$HAILORT_LINE" ]]; then
+    fail "HAILORT_VERSION $HAILORT_VERSION is not of the HailoRT $HAILORT_LINE.x line the $DRIVER_MODULE driver belongs to: a Hailo-8/8L needs HailoRT 4.x, a Hailo-10H HailoRT 5.x"
+  fi
   if [[ -n $driver && $driver != "$HAILORT_VERSION" ]]; then
-    fail "the hailo_pci driver is $driver but HAILORT_VERSION is $HAILORT_VERSION: libhailort refuses any other driver version (HAILO_INVALID_DRIVER_VERSION, 76). Use HailoRT $driver files or install driver $HAILORT_VERSION"
+    fail "the $DRIVER_MODULE driver is $driver but HAILORT_VERSION is $HAILORT_VERSION: libhailort refuses any other driver version (HAILO_INVALID_DRIVER_VERSION, 76). Use HailoRT $driver files or install driver $HAILORT_VERSION"
   fi
   local deb="$HAILO_RT_DIR/hailort_${HAILORT_VERSION}_$DEB_ARCH.deb"
   local whl="$HAILO_RT_DIR/hailort-${HAILORT_VERSION}-cp312-cp312-linux_$WHL_ARCH.whl"
@@ -162,9 +216,9 @@ check_hailort() {
     [[ -f $file ]] || missing+=("${file##*/}")
   done
   if ((${#missing[@]})) && [[ -n $present && " $present " != *" $HAILORT_VERSION "* ]]; then
-    fail "driver/library version mismatch: HailoRT $HAILORT_VERSION is needed (the hailo_pci driver version) but $HAILO_RT_DIR holds HailoRT $present. Download ${missing[*]} from the Hailo Developer Zone, or install hailo_pci $present so both match (libhailort refuses any other driver version: error 76)"
+    fail "driver/library version mismatch: HailoRT $HAILORT_VERSION is needed (the $DRIVER_MODULE driver version) but $HAILO_RT_DIR holds HailoRT $present. Download ${missing[*]} from the Hailo Developer Zone, or install $DRIVER_MODULE $present so both match (libhailort refuses any other driver version: error 76)"
   elif ((${#missing[@]})); then
-    fail "missing in $HAILO_RT_DIR: ${missing[*]} (HailoRT $HAILORT_VERSION to match the driver; found versions: ${present:-none}). Download them from the Hailo Developer Zone (hailo-rt-4/README.md)"
+    fail "missing in $HAILO_RT_DIR: ${missing[*]} (HailoRT $HAILORT_VERSION to match the driver; found versions: ${present:-none}). Download them from the Hailo Developer Zone (hailo-rt-$HAILORT_LINE/README.md)"
   fi
 }
 
@@ -205,7 +259,8 @@ build_images() {
     exit 1
   fi
   say "building $base and $APP_IMAGE"
-  run docker build -f "$REPO_DIR/Dockerfile.hailo-base" --build-arg "HAILORT_VERSION=$HAILORT_VERSION" -t "$base" "$REPO_DIR"
+  run docker build -f "$REPO_DIR/Dockerfile.hailo-base" --build-arg "HAILORT_VERSION=$HAILORT_VERSION" \
+    --build-arg "HAILO_RT_DIR=hailo-rt-$HAILORT_LINE" -t "$base" "$REPO_DIR"
   run docker build -f "$REPO_DIR/Dockerfile.app" --build-arg "BASE_IMAGE=$base" -t "$APP_IMAGE" "$REPO_DIR"
 }
 
@@ -219,7 +274,7 @@ fetch_models() {
   fi
   say "provisioning models in $MODELS_DIR"
   run mkdir -p "$MODELS_DIR"
-  run docker run --rm --device "$HAILO_DEVICE_PATH:/dev/hailo0" --user "$(id -u):$(id -g)" \
+  run docker run --rm "${DEVICE_ARGS[@]}" --user "$(id -u):$(id -g)" \
     -v "$MODELS_DIR:/models" "${cache[@]}" "${SETTINGS_ARGS[@]}" "$APP_IMAGE" fetch-models "${mode[@]}"
 }
 
@@ -230,7 +285,7 @@ start_container() {
   fi
   say "starting $CONTAINER_NAME on $ML_PUBLISH"
   run docker run -d --name "$CONTAINER_NAME" --restart unless-stopped --stop-timeout 30 \
-    --device "$HAILO_DEVICE_PATH:/dev/hailo0" -v "$MODELS_DIR:/models:ro" \
+    "${DEVICE_ARGS[@]}" -v "$MODELS_DIR:/models:ro" \
     -p "$ML_PUBLISH:3003" "${SETTINGS_ARGS[@]}" "$APP_IMAGE"
 }
 
@@ -281,6 +336,7 @@ main() {
   parse_args "$@"
   say "checking prerequisites"
   check_docker
+  detect_line
   check_device
   check_hailort
   check_immich_cache
@@ -289,8 +345,9 @@ main() {
     printf '%s prerequisite(s) failed; fix the above and re-run ./setup.sh\n' "${#FAILURES[@]}" >&2
     exit 1
   fi
-  say "HailoRT $HAILORT_VERSION ($DEB_ARCH), device $HAILO_DEVICE_PATH"
+  say "HailoRT $HAILORT_VERSION ($DEB_ARCH), device(s) ${DEVICE_NODES[*]}"
   settings_args
+  device_args
   build_images
   fetch_models
   start_container

@@ -196,6 +196,7 @@ class _Service:
             "arch": health.get("arch", self.settings.hailo_arch),
             "hailort_version": health.get("hailort_version"),
             "device_info": health.get("device_info"),
+            "devices": health.get("devices", []),
             "temperature_c": health.get("temperature_c"),
             "requests_in_flight": self._in_flight,
             "search_sessions": health.get("search_sessions"),

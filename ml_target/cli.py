@@ -96,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
 
     emulate = commands.add_parser("emulate-models", help="write an emulated models directory (demo, tests)")
     emulate.add_argument("directory")
-    emulate.add_argument("--arch", choices=("hailo8", "hailo8l"), default="hailo8")
+    emulate.add_argument("--arch", choices=("hailo8", "hailo8l", "hailo10h"), default="hailo8")
     emulate.set_defaults(run=_emulate_models, extra="emulator")
 
     fetch = commands.add_parser("fetch-models", help="download and verify the HEFs the settings need")

@@ -7,6 +7,7 @@ default: a typo in `CLIP_BACKEND` must not quietly change which embedding space 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -14,8 +15,12 @@ from pathlib import Path
 from ml_target.errors import ConfigurationError
 
 DEVICES = ("hailort", "emulator")
-ARCHES = ("auto", "hailo8", "hailo8l")
-EMULATOR_PROFILES = ("hailo8", "hailo8l", "none")
+ARCHES = ("auto", "hailo8", "hailo8l", "hailo10h")
+EMULATOR_PROFILES = ("hailo8", "hailo8l", "hailo10h", "none")
+EMULATOR_CHIPS = ("hailo8", "hailo8l", "hailo10h")
+EMULATOR_HAILORT = ("auto", "4", "5")
+# HailoRT prints PCIe ids as "%04x:%02x:%02x.%d", or without the domain (pcie_device.cpp).
+PCIE_ID = re.compile(r"^(?:[0-9a-f]{4}:)?[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 CLIP_BACKENDS = {
     "vit-b-32": "clip_vit_b_32",
     "vit-b-16": "clip_vit_b_16",
@@ -65,9 +70,12 @@ class Settings:
     immich_port: int = 3003
     hailo_device: str = "hailort"
     hailo_arch: str = "auto"
+    hailo_device_ids: tuple[str, ...] = ()  # () = one free card (HailoRT's choice); ("all",) = every card
     hailo_group_id: str = "SHARED"
     hailo_multi_process_service: bool = False
     hailo_emulator_profile: str = "hailo8"
+    hailo_emulator_devices: tuple[str, ...] = ()  # the emulated cards' chips; () = leave the emulator as it is
+    hailo_emulator_hailort: str = "auto"  # the emulated HailoRT line; auto = the one that drives the cards
     models_dir: Path = Path("models")
     tasks: tuple[str, ...] = TASKS
     clip_backend: str = "vit-b-32"
@@ -117,9 +125,12 @@ def _parse(field_name: str, env_name: str, raw: str) -> object:
         "immich_port": lambda: _number(env_name, raw, int, 1),
         "hailo_device": lambda: _choice(env_name, raw, DEVICES),
         "hailo_arch": lambda: _choice(env_name, raw, ARCHES),
+        "hailo_device_ids": lambda: device_ids(env_name, raw),
         "hailo_group_id": lambda: raw.strip() or "SHARED",
         "hailo_multi_process_service": lambda: _bool(env_name, raw),
         "hailo_emulator_profile": lambda: _choice(env_name, raw, EMULATOR_PROFILES),
+        "hailo_emulator_devices": lambda: _chips(env_name, raw),
+        "hailo_emulator_hailort": lambda: _choice(env_name, raw, EMULATOR_HAILORT),
         "models_dir": lambda: Path(raw),
         "tasks": lambda: _tasks(env_name, raw),
         "clip_backend": lambda: _choice(env_name, raw, CLIP_BACKENDS),
@@ -153,6 +164,34 @@ def _share(name: str, raw: str) -> float:
     if value > 1:
         raise ConfigurationError(f"{name}={raw!r} is a fraction of the device's time: give 0.001 to 1")
     return value
+
+
+def device_ids(name: str, raw: str) -> tuple[str, ...]:
+    """HAILO_DEVICE_IDS: "" (one free card, HailoRT's choice), "all", or a comma list of PCIe ids."""
+    value = raw.strip().lower()
+    if not value:
+        return ()
+    if value == "all":
+        return ("all",)
+    ids = tuple(part.strip() for part in value.split(",") if part.strip())
+    bad = [i for i in ids if not PCIE_ID.match(i)]
+    if bad or not ids:
+        raise ConfigurationError(
+            f"{name}={raw!r}: give `all` or PCIe ids as HailoRT lists them (`hailortcli scan`), e.g. "
+            f"0000:01:00.0,0000:02:00.0; not {', '.join(bad) or 'an empty list'}"
+        )
+    if len(set(ids)) != len(ids):
+        raise ConfigurationError(f"{name}={raw!r} names a card twice")
+    return ids
+
+
+def _chips(name: str, raw: str) -> tuple[str, ...]:
+    """HAILO_EMULATOR_DEVICES: the emulated cards, e.g. `hailo8,hailo8` or `hailo8,hailo8l`."""
+    chips = tuple(part.strip().lower() for part in raw.split(",") if part.strip())
+    unknown = [c for c in chips if c not in EMULATOR_CHIPS]
+    if unknown:
+        raise ConfigurationError(f"{name}={raw!r}: give a comma-separated list of {', '.join(EMULATOR_CHIPS)}")
+    return chips
 
 
 def _tasks(name: str, raw: str) -> tuple[str, ...]:

@@ -17,26 +17,36 @@ from pathlib import Path
 
 MAGIC = b"\x01HEF"
 HEADER_SIZES = {0: 32, 1: 28, 2: 44, 3: 56}
+# ProtoHEFHwArch (hef.proto @ v5.2.0). 103 is HAILO15H in 4.23's proto and HAILO1XH in 5.x's, the
+# value Zoo v5.x Hailo-10H builds carry (their HAILO10H pages linked hailo15h/ builds at v5.0.0);
+# 5 is the 4.x-era HAILO10H, "Deprecated" in 5.x, which HailoRT 5 configures on no device.
 HW_ARCHES = {
     0: "hailo8",
     1: "hailo8p",
     2: "hailo8r",
     3: "hailo8l",
     4: "hailo15m",
-    5: "hailo10h",
+    5: "hailo10h_legacy",
     6: "hailo15l",
-    103: "hailo15h",
+    103: "hailo1xh",
+    104: "ginger",
+    105: "lavender",
 }
 # What each device accepts at configure time; anything else fails with 93. HailoRT 4.23
 # `DeviceBase::is_hef_compatible` (device_internal.cpp): a Hailo-8 takes HAILO8P, HAILO8R and
 # HAILO8L HEFs but not HAILO8 (0); a Hailo-8L only HAILO8L (docs/hardware-evidence.md §1.17).
+# HailoRT 5.2 `hef_arch_to_device_compatible_archs`: a Hailo-10H takes HAILO1XH, GINGER, LAVENDER
+# and HAILO15M (docs/hardware-evidence.md §B.4).
 ACCEPTED_BY_DEVICE = {
     "hailo8": frozenset({"hailo8p", "hailo8r", "hailo8l"}),
     "hailo8l": frozenset({"hailo8l"}),
+    "hailo10h": frozenset({"hailo1xh", "ginger", "lavender", "hailo15m"}),
 }
 # The emulator's `hw_arch` names the Model Zoo's build folder; a Zoo "hailo8" build runs on a
 # Hailo-8, so its header must say HAILO8P or HAILO8R: it is reported as what such a header says.
-EMULATED_BUILD_ARCH = {"hailo8": "hailo8p", "hailo8l": "hailo8l"}
+EMULATED_BUILD_ARCH = {"hailo8": "hailo8p", "hailo8l": "hailo8l", "hailo10h": "hailo1xh"}
+# The HailoRT line that loads each build folder's HEFs (its v3 size rule differs: HefHeader).
+HAILORT_MAJOR_OF_BUILD = {"hailo8": 4, "hailo8l": 4, "hailo10h": 5}
 # Enough of the protobuf to reach `header`, which serialisers write first (field order).
 PROTO_PREFIX_BYTES = 64 * 1024
 
@@ -79,7 +89,7 @@ def parse_header(data: bytes, file_size: int | None = None, *, hailort_major: in
     version, proto_size = struct.unpack(">II", data[4:12])
     if version not in HEADER_SIZES:
         raise HefFormatError(
-            f"unsupported HEF format version {version} (HailoRT 4.x reads 0..3); "
+            f"unsupported HEF format version {version} (HailoRT 4.x and 5.x read 0..3); "
             "the file is corrupt or from a newer compiler"
         )
     header_size = HEADER_SIZES[version]
@@ -120,12 +130,12 @@ def _body_size(version: int, data: bytes) -> tuple[int, bool]:
     return ccws_with_padding + additional_info, proto_xxh3 != 0
 
 
-def read_header(path: Path) -> HefHeader:
-    """Parse the header of the file at `path`, reading only its first bytes."""
+def read_header(path: Path, *, hailort_major: int = 4) -> HefHeader:
+    """Parse the header of the file at `path`, reading only its first bytes (see `parse_header`)."""
     size = path.stat().st_size
     with path.open("rb") as f:
         data = f.read(HEADER_SIZES[3] + PROTO_PREFIX_BYTES)
-    return parse_header(data, file_size=size)
+    return parse_header(data, file_size=size, hailort_major=hailort_major)
 
 
 EMULATED_MARKER = b"ml_target-emulated-hef"

@@ -10,7 +10,9 @@ The runtime's health dict is read with these optional keys (missing ones are ski
 and `networks`: {name: {"state": "ready" | ..., "frames", "bursts",
 "busy_s", "queue_wait_s", "errors", "timeouts", "overloaded", "reconfigures", "retried" (running totals),
 "queue_depth", "inflight_frames" (current), "max_queue_wait_s" (longest so far), "batch_sizes":
-{size: count}}}.
+{size: count}, "devices": {device id: that network's counters on one card}}}, and `devices`: [{"device_id",
+"arch", "state" ("ready" | "down"), "rebuilds", "temperature_c", "frames", "bursts", "busy_s", "errors",
+"moved", "inflight_frames"}], one per card (`ml_target.hailo.runtime.Card.health`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,14 @@ _NETWORK_COUNTERS = (
     ("overloaded", "ml_target_network_overloaded", "Frames refused because the queue was full, per network"),
     ("reconfigures", "ml_target_network_reconfigures", "Model re-configurations after failures, per network"),
     ("retried", "ml_target_network_retried", "Frames resubmitted after a re-configure caught them in flight"),
+)
+# Per card and network (`networks[*]["devices"]`): where the work ran, and what a failing card handed on.
+_LANE_COUNTERS = (
+    ("frames", "ml_target_card_network_frames", "Frames inferred, per card and network"),
+    ("bursts", "ml_target_card_network_bursts", "Bursts run, per card and network"),
+    ("busy_s", "ml_target_card_network_busy_seconds", "Device time spent on bursts, per card and network"),
+    ("errors", "ml_target_card_network_errors", "Failed inferences, per card and network"),
+    ("moved", "ml_target_card_network_moved", "Frames a failing card handed to another card, per card and network"),
 )
 _NETWORK_GAUGES = (
     ("queue_depth", "ml_target_network_queue_depth", "Frames waiting for the device, per network"),
@@ -166,6 +176,40 @@ def runtime_metrics(health: Mapping[str, Any]) -> Iterable[Metric]:
             batches.add_metric([network, str(size)], float(count))
     yield ready
     yield batches
+    yield from _device_metrics(health.get("devices") or [], networks)
+
+
+def _device_metrics(devices: Iterable[Mapping[str, Any]], networks: Mapping[str, Any]) -> Iterable[Metric]:
+    """Per-card figures: state, rebuilds, temperature, and each network's work on each card."""
+    devices = list(devices)
+    state = GaugeMetricFamily("ml_target_card_ready", "1 while the card serves, per card", labels=["device"])
+    rebuilds = CounterMetricFamily("ml_target_card_rebuilds", "Times the card was re-opened", labels=["device"])
+    temperature = GaugeMetricFamily("ml_target_card_temperature_celsius", "Chip temperature, per card",
+                                    labels=["device"])
+    for card in devices:
+        device = str(card.get("device_id"))
+        state.add_metric([device], 1.0 if card.get("state") == "ready" else 0.0)
+        if _is_number(card.get("rebuilds")):
+            rebuilds.add_metric([device], float(card["rebuilds"]))
+        if _is_number(card.get("temperature_c")):
+            temperature.add_metric([device], float(card["temperature_c"]))
+    yield state
+    yield rebuilds
+    yield temperature
+    for key, name, documentation in _LANE_COUNTERS:
+        family = CounterMetricFamily(name, documentation, labels=["device", "network"])
+        for network, stats in networks.items():
+            for device, lane in (stats.get("devices") or {}).items():
+                if _is_number(lane.get(key)):
+                    family.add_metric([str(device), network], float(lane[key]))
+        yield family
+    inflight = GaugeMetricFamily("ml_target_card_network_inflight_frames", "Frames submitted, per card and network",
+                                 labels=["device", "network"])
+    for network, stats in networks.items():
+        for device, lane in (stats.get("devices") or {}).items():
+            if _is_number(lane.get("inflight_frames")):
+                inflight.add_metric([str(device), network], float(lane["inflight_frames"]))
+    yield inflight
 
 
 def _session_metrics(sessions: Mapping[str, Any]) -> Iterable[Metric]:

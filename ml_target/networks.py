@@ -7,18 +7,31 @@ at run time, outputs matched by shape and role, and `doctor` compares the two. T
 here are plausible values used when writing *emulated* HEFs, and the timing table is the
 emulator's model of the device (DESIGN.md).
 
-Timing, one regime for every entry: the Model Zoo v2.18 throughput, fitted as a + b*B ms per burst
-from its batch-1 and batch-8 FPS (a = 0 where both are equal: single-context networks). The Zoo
-measured on a PCIe Gen3 x4 host; a card on a narrower link is slower (a third-party Hailo-8 on
-Gen3 x2 measured up to 3.7x longer per frame, docs/hardware-evidence.md §3).
+Timing, one regime for every entry: the Model Zoo's published throughput, fitted as a + b*B ms per
+burst from its batch-1 and batch-8 FPS (a = 0 where both are equal: single-context networks); for
+the Hailo-8 and Hailo-8L the Zoo v2.18 figures, for the Hailo-10H the Zoo v5.3.0 HAILO10H pages
+(`_zoo_fit`, docs/hardware-evidence.md §B.3) — derived, not measured on a card. The Zoo measured on
+a PCIe Gen3 x4 host; a card on a narrower link is slower (a third-party Hailo-8 on Gen3 x2 measured
+up to 3.7x longer per frame, docs/hardware-evidence.md §3; the Raspberry Pi AI HAT+ 2 runs its
+Hailo-10H on one lane).
+
+Architectures. Every network exists for hailo8, hailo8l and hailo10h under the same name; the
+Hailo-10H builds come from Zoo v5.x (HailoRT 5.x), the others from v2.18 (HailoRT 4.x). Where a
+10H build's edges differ they are declared in `arch_inputs` (SigLIP/SigLIP2 text: 1x64x768 instead
+of 8x8x768, cfg/networks/*.yaml @ v5.2.0).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 
 ZOO_VERSION = "v2.18.0"
+# The Zoo release of each build folder: v2.18 is the last for HailoRT 4.x (Hailo-8/8L); the 10H
+# builds are pinned to the HailoRT 5.x minor they are meant for (strict HEF versioning, 5.x).
+ZOO_VERSIONS = {"hailo8": ZOO_VERSION, "hailo8l": ZOO_VERSION, "hailo10h": "v5.3.0"}
 ZOO_URL = "https://hailo-model-zoo.s3.eu-west-2.amazonaws.com/ModelZoo/Compiled/{version}/{arch}/{hef}.hef"
+BUILD_ARCHES = tuple(ZOO_VERSIONS)
 
 CLIP_MEAN_255 = (122.7709383, 116.7460125, 104.09373615)
 CLIP_STD_255 = (68.5005327, 66.6321579, 70.32316305)
@@ -63,6 +76,8 @@ class NetworkSpec:
     # large output of which the host reads little (CTC keeps one class per time step), this skips
     # libhailort's dequantisation of every element and a buffer four times the size.
     raw_outputs: bool = False
+    # Edges of another architecture's build where they differ from `inputs` (by build folder).
+    arch_inputs: Mapping[str, tuple[Edge, ...]] = field(default_factory=dict)
 
     @property
     def group(self) -> str:
@@ -72,8 +87,41 @@ class NetworkSpec:
     def vstream(self, edge: Edge) -> str:
         return f"{self.group}/{edge.layer}"
 
-    def url(self, arch: str, version: str = ZOO_VERSION) -> str:
-        return ZOO_URL.format(version=version, arch=arch, hef=self.hef)
+    def url(self, arch: str, version: str | None = None) -> str:
+        """The Model Zoo URL of the `arch` build (its pinned Zoo release unless `version` is given)."""
+        return ZOO_URL.format(version=version or ZOO_VERSIONS[arch], arch=arch, hef=self.hef)
+
+    def for_arch(self, arch: str) -> NetworkSpec:
+        """This network as the `arch` build presents it (its own edges where they differ)."""
+        inputs = self.arch_inputs.get(arch)
+        return self if inputs is None else replace(self, inputs=inputs)
+
+
+def build_arch(chips: Iterable[str]) -> str:
+    """The build folder whose HEFs run on every one of these chips, so that every card returns the
+    same vectors: hailo8 for Hailo-8s alone; hailo8l as soon as a Hailo-8L is present (a Hailo-8
+    accepts 8L HEFs: HW_ARCH__HAILO8L -> {HAILO8L, HAILO8}, device_internal.cpp); hailo10h for 10Hs."""
+    chips = set(chips)
+    if chips and chips <= {"hailo8"}:
+        return "hailo8"
+    if chips and chips <= {"hailo8", "hailo8l"}:
+        return "hailo8l"
+    if chips == {"hailo10h"}:
+        return "hailo10h"
+    raise ValueError(f"no one build runs on {sorted(chips)}: a Hailo-10H needs its own worker (HailoRT 5.x)")
+
+
+def _zoo_fit(fps_1: float, fps_8: float) -> tuple[float, float]:
+    """(a, b) ms of a burst of B frames costing a + b*B, from the Zoo's batch-1 and batch-8 FPS.
+
+    b = (8000/FPS8 - 1000/FPS1)/7 and a = 1000/FPS1 - b; when a comes out below 0.5 ms or FPS8 <= FPS1
+    (single-context networks) the burst has no fixed cost: a = 0, b = 1000/mean(FPS1, FPS8).
+    """
+    b = (8000.0 / fps_8 - 1000.0 / fps_1) / 7.0
+    a = 1000.0 / fps_1 - b
+    if fps_8 <= fps_1 or a < 0.5:
+        return 0.0, round(2000.0 / (fps_1 + fps_8), 3)
+    return round(a, 2), round(b, 3)
 
 
 def _u8(scale: float, zp: float) -> Quant:
@@ -132,22 +180,28 @@ def _image_encoder(hef: str, size: int, dim: int, out_type: str, norm, a_b, out_
 
 def _text_encoder(
     hef: str, in_shape, out_shape, out_layer: str, out_type: str, a_b,
-    in_quant: Quant | None = None, out_quant: Quant | None = None,
+    in_quant: Quant | None = None, out_quant: Quant | None = None, h10_in_shape=None,
 ) -> NetworkSpec:
     out_quant = out_quant or (_u16(1 / 4096, 32768) if out_type == "UINT16" else _u8(1 / 16, 128))
+    in_quant = in_quant or _u16(1 / 16384, 32768)
+    arch_inputs = {} if h10_in_shape is None else {
+        "hailo10h": (Edge("input_layer1", h10_in_shape, type="UINT16", quant=in_quant),)
+    }
     return NetworkSpec(
         hef=hef,
-        inputs=(Edge("input_layer1", in_shape, type="UINT16", quant=in_quant or _u16(1 / 16384, 32768)),),
+        inputs=(Edge("input_layer1", in_shape, type="UINT16", quant=in_quant),),
         outputs=(Edge(out_layer, out_shape, type=out_type, quant=out_quant),),
         multi_context=True,
         normalization=None,
         timing_ms=a_b,
         priority=TEXT_PRIORITY,
+        arch_inputs=arch_inputs,
     )
 
 
-def _t(h8: tuple[float, float], h8l: tuple[float, float]) -> dict[str, tuple[float, float]]:
-    return {"hailo8": h8, "hailo8l": h8l}
+def _t(h8: tuple[float, float], h8l: tuple[float, float], h10: tuple[float, float]) -> dict[str, tuple[float, float]]:
+    """Timing per profile; `h10` = (FPS batch 1, FPS batch 8) of the Zoo v5.3.0 HAILO10H page."""
+    return {"hailo8": h8, "hailo8l": h8l, "hailo10h": _zoo_fit(*h10)}
 
 
 CLIP_NORM = (CLIP_MEAN_255, CLIP_STD_255)
@@ -159,51 +213,52 @@ NETWORKS: dict[str, NetworkSpec] = {
         _scrfd(
             "scrfd_2.5g",
             ("conv42", "conv43", "conv44", "conv49", "conv50", "conv51", "conv55", "conv56", "conv57"),
-            _t((0.0, 0.946), (0.0, 3.22)),
+            _t((0.0, 0.946), (0.0, 3.22), (538, 526)),
         ),
         _scrfd(
             "scrfd_10g",
             ("conv41", "conv42", "conv43", "conv49", "conv50", "conv51", "conv56", "conv57", "conv58"),
-            _t((0.0, 2.27), (0.0, 6.71)),
+            _t((0.0, 2.27), (0.0, 6.71), (290, 290)),
         ),
-        _arcface("arcface_r50", True, _t((7.19, 1.66), (8.5, 2.28))),
-        _arcface("arcface_mobilefacenet", False, _t((0.0, 0.193), (0.0, 0.60))),
-        _image_encoder("clip_vit_b_32_image_encoder", 224, 512, "UINT8", CLIP_NORM, _t((27.2, 1.94), (29.2, 4.05))),
+        _arcface("arcface_r50", True, _t((7.19, 1.66), (8.5, 2.28), (202, 528))),
+        _arcface("arcface_mobilefacenet", False, _t((0.0, 0.193), (0.0, 0.60), (3921, 3949))),
+        _image_encoder("clip_vit_b_32_image_encoder", 224, 512, "UINT8", CLIP_NORM, _t((27.2, 1.94), (29.2, 4.05), (81.6, 351))),
         _text_encoder(
             "clip_vit_b_32_text_encoder", (1, 77, 512), (1, 77, 512), "normalization25", "UINT8",
-            _t((27.0, 3.93), (26.1, 7.11)),
+            _t((27.0, 3.93), (26.1, 7.11), (48.8, 99.0)),
         ),
-        _image_encoder("clip_vit_b_16_image_encoder", 224, 512, "UINT8", CLIP_NORM, _t((29.9, 4.66), (34.4, 14.6))),
+        _image_encoder("clip_vit_b_16_image_encoder", 224, 512, "UINT8", CLIP_NORM, _t((29.9, 4.66), (34.4, 14.6), (51.5, 158))),
         _text_encoder(
             "clip_vit_b_16_text_encoder", (1, 77, 512), (1, 77, 512), "normalization25", "UINT8",
-            _t((25.2, 4.61), (27.2, 11.3)),
+            _t((25.2, 4.61), (27.2, 11.3), (46.2, 106)),
         ),
         # QPs read on a Hailo-8 from the v2.18.0 HEFs by a third party (hardware-evidence §1.9, §1.10).
         _image_encoder(
-            "siglip_b_16_image_encoder", 224, 768, "UINT16", HALF_NORM, _t((56.4, 17.1), (67.7, 60.5)),
+            "siglip_b_16_image_encoder", 224, 768, "UINT16", HALF_NORM, _t((56.4, 17.1), (67.7, 60.5), (33.0, 80.1)),
             out_quant=_u16(0.00032554997596889734, 9506),
         ),
         _text_encoder(
             "siglip_b_16_text_encoder", (8, 8, 768), (1, 1, 768), "output_layer1", "UINT16",
-            _t((55.3, 5.3), (53.2, 20.9)),
+            _t((55.3, 5.3), (53.2, 20.9), (34.3, 62.0)),
             in_quant=_u16(0.000125956823467277, 19290), out_quant=_u16(0.0006467350176535547, 17980),
+            h10_in_shape=(1, 64, 768),
         ),
         _image_encoder(
-            "siglip2_b_32_256_image_encoder", 256, 768, "UINT16", HALF_NORM, _t((55.4, 6.34), (50.4, 41.3))
+            "siglip2_b_32_256_image_encoder", 256, 768, "UINT16", HALF_NORM, _t((55.4, 6.34), (50.4, 41.3), (64.5, 223))
         ),
         _text_encoder(
             "siglip2_b_32_256_text_encoder", (8, 8, 768), (1, 1, 768), "output_layer1", "UINT16",
-            _t((54.9, 5.35), (56.4, 21.1)),
+            _t((54.9, 5.35), (56.4, 21.1), (34.2, 61.9)), h10_in_shape=(1, 64, 768),
         ),
         _image_encoder(
             # UINT16 output: inferred from the compile recipe's 16-bit final projection (hardware-evidence §1.13).
             "tinyclip_vit_39m_16_text_19m_yfcc15m_image_encoder", 224, 512, "UINT16", CLIP_NORM,
-            _t((19.6, 2.96), (27.9, 6.96)),
+            _t((19.6, 2.96), (27.9, 6.96), (89.3, 276)),
         ),
         _text_encoder(
             # UINT16: the cut ends at a 16-bit residual Add (inferred, hardware-evidence §1.14); name not dumped.
             "tinyclip_vit_39m_16_text_19m_yfcc15m_text_encoder", (1, 77, 512), (1, 77, 512), "output_layer1",
-            "UINT16", _t((12.1, 2.54), (14.7, 3.32)),
+            "UINT16", _t((12.1, 2.54), (14.7, 3.32), (91.7, 210)),
             in_quant=_u16(3.146522067254409e-05, 15216),  # read on a Hailo-8 (v2.17.0 HEF), hardware-evidence §1.14
         ),
         NetworkSpec(
@@ -212,7 +267,7 @@ NETWORKS: dict[str, NetworkSpec] = {
             outputs=(Edge("output_layer1", (544, 960, 1), quant=_u8(1 / 255, 0)),),
             multi_context=True,
             normalization=(IMAGENET_MEAN_255, IMAGENET_STD_255),
-            timing_ms=_t((21.6, 27.2), (16.1, 38.8)),
+            timing_ms=_t((21.6, 27.2), (16.1, 38.8), (22.5, 40.8)),
             batch_size=4,
         ),
         NetworkSpec(
@@ -222,7 +277,7 @@ NETWORKS: dict[str, NetworkSpec] = {
             multi_context=True,
             raw_outputs=True,
             normalization=HALF_NORM,
-            timing_ms=_t((9.6, 1.35), (10.4, 2.07)),
+            timing_ms=_t((9.6, 1.35), (10.4, 2.07), (127, 402)),
         ),
     )
 }

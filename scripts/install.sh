@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 extras="${1:-emulator}"
 python="${PYTHON:-python3}"
 
-if ! "$python" -c 'import sys; sys.exit(not ((3, 10) <= sys.version_info[:2] <= (3, 12)))'; then
-  echo "ml_target needs Python 3.10-3.12; $python is $("$python" --version 2>&1)." >&2
+if ! "$python" -c 'import sys; sys.exit(not ((3, 10) <= sys.version_info[:2] <= (3, 13)))'; then
+  echo "ml_target needs Python 3.10-3.13; $python is $("$python" --version 2>&1)." >&2
   echo "Set PYTHON=/path/to/python3.11 and re-run." >&2
   exit 1
 fi

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+from emulator_helpers import ARCH
 from PIL import Image
 
 from ml_target.app import create_app_for_runtime
@@ -22,8 +23,9 @@ from ml_target.tasks import create_handlers
 from ml_target.testing.emulated_models import register_stand_ins, write_emulated_models_dir
 
 
+
 def write_models(directory: Path) -> Path:
-    write_emulated_models_dir(directory)
+    write_emulated_models_dir(directory, arch=ARCH)
     return directory
 
 

@@ -200,3 +200,24 @@ def test_passed_counts_only_failures():
 
     assert passed([Check("a", Verdict.WARN, ""), Check("b", Verdict.SKIP, "")])
     assert not passed([Check("a", Verdict.PASS, ""), Check("b", Verdict.FAIL, "")])
+
+
+def test_device_checks_name_each_card_and_fail_a_card_that_is_down():
+    from ml_target.doctor.checks import device_checks
+
+    info = {"library_version": "5.3.0", "driver_version": "5.3.0", "firmware_version": "5.3.0", "pcie": None,
+            "architecture": "HAILO10H", "product_name": "HAILO-10H M.2", "serial_number": "S1"}
+    health = {"arch": "hailo10h", "device": "hailort", "devices": [
+        {"device_id": "0000:01:00.0", "state": "ready", "temperature_c": 50.0,
+         "device_info": {**info, "device_id": "0000:01:00.0"}},
+        {"device_id": "0000:02:00.0", "state": "down", "reason": "rebuild attempt 2 failed", "temperature_c": None,
+         "device_info": {**info, "device_id": "0000:02:00.0", "driver_version": "5.2.0"}},
+    ]}
+    checks = {c.name: c for c in device_checks(health)}
+    assert checks["device 0000:01:00.0"].verdict == Verdict.PASS
+    assert checks["versions 0000:01:00.0"].verdict == Verdict.PASS
+    assert checks["device 0000:02:00.0"].verdict == Verdict.FAIL
+    assert "rebuild attempt 2" in checks["device 0000:02:00.0"].detail
+    mismatch = checks["versions 0000:02:00.0"]
+    assert mismatch.verdict == Verdict.FAIL and "hailo1x_pci 5.3.0" in mismatch.fix
+    assert checks["temperature 0000:02:00.0"].verdict == Verdict.SKIP

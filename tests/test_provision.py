@@ -13,6 +13,7 @@ import shutil
 import struct
 import subprocess
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ from ml_target.config import Settings
 from ml_target.networks import NETWORKS
 from tests.fixture_server import Zoo, serve_zoo
 
-ARCH_CODES = {"hailo8": 0, "hailo8p": 1, "hailo8r": 2, "hailo8l": 3, "hailo10h": 5}
+ARCH_CODES = {"hailo8": 0, "hailo8p": 1, "hailo8r": 2, "hailo8l": 3, "hailo10h_legacy": 5, "hailo1xh": 103}
 
 
 def _varint(value: int) -> bytes:
@@ -66,7 +67,7 @@ def fake_hef(
 
 
 @pytest.mark.parametrize("version", [0, 1, 2, 3])
-@pytest.mark.parametrize("arch", ["hailo8", "hailo8l", "hailo8r", "hailo10h"])
+@pytest.mark.parametrize("arch", ["hailo8", "hailo8l", "hailo8r", "hailo10h_legacy", "hailo1xh"])
 def test_header_parses_version_and_arch(version: int, arch: str) -> None:
     data = fake_hef(arch, version, payload_size=1000)
     header = hef_header.parse_header(data)
@@ -131,7 +132,17 @@ def test_accepted_by_follows_hailort_rules() -> None:
     assert not hef_header.accepted_by("hailo8", "hailo8")
     assert hef_header.accepted_by("hailo8l", "hailo8l")
     assert not hef_header.accepted_by("hailo8l", "hailo8p")
-    assert not hef_header.accepted_by("hailo8", "hailo10h")
+    assert not hef_header.accepted_by("hailo8", "hailo1xh")
+
+
+def test_a_hailo10h_takes_the_5x_builds_only() -> None:
+    """HailoRT 5.2 `hef_arch_to_device_compatible_archs`: HAILO1XH (103), GINGER, LAVENDER, HAILO15M;
+    the 4.x-era HAILO10H (5) and every Hailo-8 build are refused (93)."""
+    assert hef_header.accepted_by("hailo10h", "hailo1xh")
+    assert hef_header.accepted_by("hailo10h", "hailo15m")
+    assert not hef_header.accepted_by("hailo10h", "hailo10h_legacy")
+    assert not hef_header.accepted_by("hailo10h", "hailo8l")
+    assert not hef_header.accepted_by("hailo8l", "hailo1xh")
 
 
 def test_an_emulated_hef_reports_its_build_as_a_real_header_would(tmp_path) -> None:
@@ -182,6 +193,10 @@ def test_urls_point_at_the_zoo_or_a_mirror() -> None:
     assert provision.hef_url("scrfd_2.5g", "hailo8l") == (
         "https://hailo-model-zoo.s3.eu-west-2.amazonaws.com/ModelZoo/Compiled/v2.18.0/hailo8l/scrfd_2.5g.hef"
     )
+    assert provision.hef_url("siglip2_b_32_256_text_encoder", "hailo10h") == (
+        "https://hailo-model-zoo.s3.eu-west-2.amazonaws.com/ModelZoo/Compiled/v5.3.0/hailo10h/"
+        "siglip2_b_32_256_text_encoder.hef"
+    )
     assert provision.hef_url("scrfd_2.5g", "hailo8", "http://m/zoo/") == "http://m/zoo/hailo8/scrfd_2.5g.hef"
 
 
@@ -190,15 +205,41 @@ def test_urls_point_at_the_zoo_or_a_mirror() -> None:
     [
         ("Board Name: Hailo-8\nDevice Architecture: HAILO8\n", "hailo8"),
         ("Device Architecture: HAILO8L\nSerial Number: X\n", "hailo8l"),
+        ("Board Name: Hailo-10H\nDevice Architecture: HAILO10H\n", "hailo10h"),
+        ("Device Architecture: HAILO15H\n", "hailo10h"),  # what some 10H firmware says (hailo-apps maps both)
     ],
 )
 def test_arch_from_identify(text: str, arch: str) -> None:
     assert provision.arch_from_identify(text) == arch
 
 
+def test_detection_asks_every_card_and_picks_the_build_all_of_them_run() -> None:
+    from subprocess import CompletedProcess
+
+    from ml_target.provision.arch import detect_arch_with_hailortcli
+
+    answers = {
+        ("hailortcli", "scan"): "Hailo Devices:\n[-] Device: 0000:01:00.0\n[-] Device: 0000:02:00.0\n",
+        ("hailortcli", "fw-control", "identify", "--device-id", "0000:01:00.0"): "Device Architecture: HAILO8\n",
+        ("hailortcli", "fw-control", "identify", "--device-id", "0000:02:00.0"): "Device Architecture: HAILO8L\n",
+    }
+    asked = []
+
+    def run(command, **_):
+        asked.append(tuple(command))
+        return CompletedProcess(command, 0, answers[tuple(command)], "")
+
+    with mock.patch("ml_target.provision.arch.shutil.which", return_value="/usr/bin/hailortcli"):
+        assert detect_arch_with_hailortcli(run) == "hailo8l"  # 8L HEFs run on the Hailo-8 too
+        answers[("hailortcli", "fw-control", "identify", "--device-id", "0000:02:00.0")] = "Device Architecture: HAILO10H"
+        with pytest.raises(provision.ProvisionError, match="own worker"):
+            detect_arch_with_hailortcli(run)
+    assert len(asked) == 6
+
+
 def test_arch_from_identify_refuses_other_chips_and_garbage() -> None:
-    with pytest.raises(provision.ProvisionError, match="HAILO10H"):
-        provision.arch_from_identify("Device Architecture: HAILO10H")
+    with pytest.raises(provision.ProvisionError, match="HAILO15M"):
+        provision.arch_from_identify("Device Architecture: HAILO15M")
     with pytest.raises(provision.ProvisionError, match="--arch"):
         provision.arch_from_identify("[HailoRT] [error] CHECK failed - Failed to open device file /dev/hailo0")
 

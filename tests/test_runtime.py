@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from emulator_helpers import ARCH, LIBRARY
 
 from ml_target.config import Settings
 from ml_target.errors import (
@@ -55,8 +56,8 @@ def write_affine(
         inputs=[{"name": f"{group}/input_layer1", "shape": [WIDTH], "type": "UINT8", "order": "NC", "quant": U8}],
         outputs=[{"name": f"{group}/fc1", "shape": [WIDTH], "type": "UINT16", "order": "NC", "quant": U16}],
         compute={"kind": "callable", "name": "runtime_test_affine"},
-        timing_ms={"hailo8": list(timing), "hailo8l": list(timing)},
-        hw_arch="hailo8",
+        timing_ms={"hailo8": list(timing), "hailo8l": list(timing), "hailo10h": list(timing)},
+        hw_arch=ARCH,
         multi_context=multi_context,
     )
     return path
@@ -113,7 +114,7 @@ async def test_sixteen_bit_inputs_take_float32_quantised_by_the_runtime(make_run
         outputs=[{"name": "wide/out", "shape": [4], "type": "UINT16", "order": "NC", "quant": WIDE}],
         compute={"kind": "callable", "name": "runtime_test_identity"},
         timing_ms={"hailo8": [0, 0]},
-        hw_arch="hailo8",
+        hw_arch=ARCH,
         multi_context=False,
     )
     net = make_runtime().load(path, batch_size=1, priority=16)
@@ -245,8 +246,11 @@ async def test_bad_frames_are_refused_without_touching_the_model(make_runtime, t
 async def test_arch_is_identified_or_taken_from_settings(make_runtime, emu):
     emu.set_architecture("hailo8l")
     assert make_runtime().arch == "hailo8l"
-    emu.reset()
-    assert make_runtime(hailo_arch="hailo8l").arch == "hailo8l"
+    emu.set_architecture("hailo8")
+    assert make_runtime(hailo_arch="hailo8l").arch == "hailo8l"  # the 8L build runs on a Hailo-8
+    emu.set_architecture("hailo8l")
+    with pytest.raises(ConfigurationError, match="HAILO_ARCH=hailo8, but the card"):
+        make_runtime(hailo_arch="hailo8")
 
 
 async def test_a_pre_production_hailo8_is_refused_with_the_reason(make_runtime, emu):
@@ -259,10 +263,10 @@ async def test_health_reports_device_and_networks(make_runtime, tmp_path):
     runtime = make_runtime()
     runtime.load(write_affine(tmp_path, "affine"), batch_size=2, priority=20)
     health = runtime.health()
-    assert (health["state"], health["device"], health["arch"]) == ("healthy", "emulator", "hailo8")
-    assert health["hailort_version"] == "4.23.0"
+    assert (health["state"], health["device"], health["arch"]) == ("healthy", "emulator", ARCH)
+    assert health["hailort_version"] == LIBRARY
     info = health["device_info"]
-    assert (info["architecture"], info["firmware_version"], info["device_id"]) == ("HAILO8", "4.23.0", "0000:01:00.0")
+    assert (info["architecture"], info["firmware_version"], info["device_id"]) == (ARCH.upper(), LIBRARY, "0000:01:00.0")
     assert info["driver_version"] is None and info["pcie"] is None  # an emulated device has neither
     hef = health["hefs"]["affine"]
     assert hef["inputs"][0]["native_type"] == "UINT8" and hef["inputs"][0]["order"] == "NC"
@@ -370,7 +374,7 @@ async def test_raw_outputs_without_a_single_scale_stay_float32(make_runtime, tmp
         outputs=[{"name": "perfeature/fc1", "shape": [WIDTH], "type": "UINT8", "order": "NC", "quant": zero}],
         compute={"kind": "callable", "name": "runtime_test_affine"},
         timing_ms={"hailo8": [0, 0]},
-        hw_arch="hailo8",
+        hw_arch=ARCH,
         multi_context=False,
     )
     net = make_runtime().load(path, batch_size=1, priority=16, raw_outputs=True)
@@ -384,7 +388,7 @@ async def test_an_argmax_output_is_refused_because_hailort_would_cast_it(make_ru
         network_group="argmax",
         inputs=[{"name": "argmax/input_layer1", "shape": [4, 4, 3], "type": "UINT8", "order": "NHWC", "quant": U8}],
         outputs=[{"name": "argmax/argmax1", "shape": [4, 4], "type": "UINT8", "order": "NHW", "quant": U8}],
-        hw_arch="hailo8",
+        hw_arch=ARCH,
     )
     with pytest.raises(ConfigurationError, match="argmax1 is in NHW order"):
         make_runtime().load(path, batch_size=1, priority=16)
@@ -401,7 +405,7 @@ async def test_uint8_pixels_reach_a_16_bit_image_edge_quantised_not_cast(make_ru
                  "quant": {"scale": 1 / 128, "zp": 0.0, "min": 0.0, "max": 511.99}}],
         outputs=[{"name": "pixels/out", "shape": [12], "type": "UINT16", "order": "NC",
                   "quant": {"scale": 1 / 64, "zp": 0.0, "min": 0.0, "max": 1023.98}}],
-        compute={"kind": "callable", "name": "runtime_test_pixels"}, hw_arch="hailo8",
+        compute={"kind": "callable", "name": "runtime_test_pixels"}, hw_arch=ARCH,
     )
     frame = np.arange(12, dtype=np.uint8).reshape(2, 2, 3) * 20
     wide = make_runtime().load(path, batch_size=1, priority=16)

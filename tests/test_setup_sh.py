@@ -488,7 +488,7 @@ def _base_install_script(rt_dir: Path) -> str:
     """The HailoRT install step of Dockerfile.hailo-base (its RUN heredoc), pointed at `rt_dir`."""
     text = (REPO / "Dockerfile.hailo-base").read_text()
     body = text.split("<<'EOF'\n", 1)[1].split("\nEOF\n", 1)[0]
-    return body.replace("/hailo-rt-4", str(rt_dir))
+    return body.replace("/context/", f"{rt_dir.parent}/")
 
 
 INSTALL_STUBS = {
@@ -507,7 +507,7 @@ def _run_install(host, **env_extra: str) -> subprocess.CompletedProcess:
         stub.write_text(f"#!/bin/sh\n{body}\n")
         stub.chmod(0o755)
     script = _base_install_script(tmp / "hailo-rt-4")
-    run_env = env | {"HAILORT_VERSION": VERSION} | env_extra
+    run_env = env | {"HAILORT_VERSION": VERSION, "HAILO_RT_DIR": "hailo-rt-4"} | env_extra
     return subprocess.run(["sh", "-c", script], env=run_env, capture_output=True, text=True, timeout=30)
 
 
@@ -560,3 +560,36 @@ def test_app_dockerfile_runs_unprivileged_with_init_healthcheck_and_models_volum
     assert "HEALTHCHECK" in text and "/ping' % os.environ.get('IMMICH_PORT', '3003'), timeout=2)" in text
     assert 'VOLUME ["/models"]' in text and "MODELS_DIR=/models" in text and "EXPOSE 3003" in text
     assert "[emulator]" not in text and "[test]" not in text
+
+
+def test_a_hailo10h_host_uses_the_5x_line_and_passes_every_card(host) -> None:
+    """hailo1x_pci loaded: HailoRT 5.x from hailo-rt-5/, every /dev/h1x-N node into the container."""
+    tmp, env = host
+    v5 = "5.3.0"
+    rt5 = tmp / "hailo-rt-5"
+    rt5.mkdir()
+    (rt5 / f"hailort_{v5}_amd64.deb").write_bytes(b"deb")
+    (rt5 / f"hailort-{v5}-cp312-cp312-linux_x86_64.whl").write_bytes(b"whl")
+    modules = tmp / "sys_module"
+    (modules / "hailo1x_pci").mkdir(parents=True)
+    (modules / "hailo1x_pci" / "version").write_text(v5 + "\n")
+    dev = tmp / "dev"
+    dev.mkdir()
+    for node in ("h1x-0", "h1x-1"):
+        (dev / node).write_text("")
+    env = {k: v for k, v in env.items() if k not in ("HAILO_DEVICE_PATH", "HAILO_DRIVER_VERSION_FILE", "HAILO_RT_DIR")}
+    env |= {"SYSFS_MODULE_DIR": str(modules), "HAILO_DEV_DIR": str(dev), "HAILO_RT_DIR": str(rt5),
+            "HAILO_DEVICE_IDS": "all"}
+    result = _run(env, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    planned = [line for line in result.stdout.splitlines() if line.startswith("[dry-run]")]
+    build = next(p for p in planned if "Dockerfile.hailo-base" in p)
+    assert f"HAILORT_VERSION={v5}" in build and "HAILO_RT_DIR=hailo-rt-5" in build
+    start = next(p for p in planned if p.startswith("[dry-run] docker run -d"))
+    assert f"--device {dev}/h1x-0:/dev/h1x-0 --device {dev}/h1x-1:/dev/h1x-1" in start
+    assert "-e HAILO_DEVICE_IDS=all" in start
+    (modules / "hailo_pci").mkdir()
+    both = _run(env, "--dry-run")
+    assert both.returncode == 1 and "set HAILORT_LINE=4 or HAILORT_LINE=5" in both.stderr
+    wrong = _run(env | {"HAILORT_LINE": "5", "HAILORT_VERSION": "4.23.0"}, "--dry-run")
+    assert wrong.returncode == 1 and "not of the HailoRT 5.x line" in wrong.stderr

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 from emulated_service import encode, write_models
+from emulator_helpers import ARCH, PROFILE
 from immich_client import OCR_ENTRIES, post_predict
 
 from ml_target.testing.ocr_pages import text_page
@@ -56,7 +57,8 @@ def server(tmp_path: Path) -> Iterator[Server]:
     env = {
         **os.environ,
         "HAILO_DEVICE": "emulator",
-        "HAILO_EMULATOR_PROFILE": "hailo8",
+        "HAILO_EMULATOR_PROFILE": PROFILE,
+        "HAILO_EMULATOR_DEVICES": ARCH,
         "FACE_SERVE_ANY_MODEL_NAME": "true",
         "MODELS_DIR": str(models),
         "IMMICH_HOST": "127.0.0.1",

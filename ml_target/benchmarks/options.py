@@ -7,6 +7,7 @@ heavier than argparse; the benchmark itself (`ml_target.benchmarks.service`) loa
           [--seconds 5] [--url URL] [--out DIR [--overwrite]] [--quick] ...
     bench device [--network NET] [--callers 16] [--seconds 10]
     bench decode-fidelity --visual-onnx PATH [--out DIR]
+    bench cards [--workload clip-image,faces] [--concurrency 16,32] [--devices 1,2] [--repeats 3] [--no-fault]
 """
 
 from __future__ import annotations
@@ -50,8 +51,10 @@ class Options:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of both modes: `service` (default, the whole worker) and `device` (the runtime alone)."""
-    parser.add_argument("mode", nargs="?", choices=("service", "device", "decode-fidelity"), default="service")
+    """Options of the modes: `service` (default, the whole worker), `device` (the runtime alone),
+    `cards` (the runtime over 1..N emulated cards, `ml_target.benchmarks.cards`) and
+    `decode-fidelity` (`ml_target.benchmarks.decode_fidelity`)."""
+    parser.add_argument("mode", nargs="?", choices=("service", "device", "cards", "decode-fidelity"), default="service")
     parser.add_argument(
         "--workload",
         default=",".join(WORKLOAD_NAMES),
@@ -70,7 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"Immich-default phases last until this many searches answered (verdicts need {MIN_SEARCHES})",
     )
     parser.add_argument("--no-immich-default", action="store_true", help="skip the Immich-default mixed load")
-    parser.add_argument("--profile", default="hailo8", choices=("hailo8", "hailo8l"), help="emulator timing profile")
+    parser.add_argument(
+        "--profile", default="hailo8", choices=("hailo8", "hailo8l", "hailo10h"), help="emulator timing profile"
+    )
     parser.add_argument("--url", help="drive a running worker instead of starting one (no CPU accounting)")
     parser.add_argument(
         "--out", type=Path, help="directory for bench.json/.md/.png (default: a new bench-out/<UTC time>)"
@@ -93,9 +98,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="decode-fidelity mode: an Immich-style CLIP visual ONNX (Immich's cache: clip/<model>/visual/model.onnx)",
     )
     parser.add_argument("--callers", type=int, default=16, help="device mode: concurrent callers")
+    parser.add_argument("--devices", default="1,2", help="cards mode: comma-separated numbers of emulated cards")
+    parser.add_argument("--repeats", type=int, default=3, help="cards mode: samples per point")
+    parser.add_argument("--no-fault", action="store_true", help="cards mode: skip the lost-card scenario")
 
 
-def _numbers(raw: str) -> tuple[int, ...]:
+def numbers(raw: str) -> tuple[int, ...]:
     return tuple(int(part) for part in raw.split(",") if part.strip())
 
 
@@ -156,7 +164,7 @@ def options_from(args: argparse.Namespace) -> Options:
         raise SystemExit(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOAD_NAMES)}")
     quick = args.quick
     if args.concurrency:
-        concurrency = _numbers(args.concurrency)
+        concurrency = numbers(args.concurrency)
     else:
         concurrency = QUICK_CONCURRENCY if quick else DEFAULT_CONCURRENCY
     seconds = args.seconds if args.seconds is not None else (1.0 if quick else Options.seconds)

@@ -51,9 +51,11 @@ from ml_target.benchmarks.load import (
 )
 from ml_target.benchmarks.options import (
     MIN_SEARCHES,
+    WORKLOAD_NAMES,
     Options,
     add_arguments,
     command_line,
+    numbers,
     options_from,
 )
 from ml_target.benchmarks.procstat import RECOGNISER_GROUP, cpu_by_group, process_cpu, thread_cpu
@@ -487,6 +489,28 @@ def run(options: Options) -> dict[str, Any]:
 
 def command(args: argparse.Namespace) -> int:
     """Run what parsed `bench` arguments ask for (see `ml_target.benchmarks.options`)."""
+    if args.mode == "cards":
+        from ml_target.benchmarks import cards
+
+        chosen = tuple(w.strip() for w in args.workload.split(",") if w.strip())
+        if chosen == WORKLOAD_NAMES:  # the service default: the workloads this mode has
+            chosen = tuple(cards.WORKLOAD_FRAMES)
+        unknown = [w for w in chosen if w not in cards.WORKLOAD_FRAMES]
+        if unknown:
+            raise SystemExit(f"bench cards drives {', '.join(cards.WORKLOAD_FRAMES)}, not {', '.join(unknown)}")
+        out = args.out if args.out != Options.out else cards.CardOptions.out
+        report = cards.run(cards.CardOptions(
+            workloads=chosen,
+            concurrency=numbers(args.concurrency) if args.concurrency else cards.CardOptions.concurrency,
+            devices=numbers(args.devices),
+            profile=args.profile,
+            seconds=5.0 if args.seconds is None else args.seconds,
+            repeats=args.repeats,
+            fault=not args.no_fault,
+            out=out,
+        ))
+        print(f"wrote {out / 'cards.json'} and cards.md", file=sys.stderr)
+        return 0 if report["rows"] else 1
     if args.mode == "device":
         from ml_target.benchmarks.device import run_device_benchmark
 

@@ -22,60 +22,80 @@ HOST_NHWC = frozenset({"NHWC", "FCR", "F8CR"})
 
 
 def device_checks(health: Mapping[str, Any]) -> list[Check]:
-    """The chip, its firmware, driver and library versions, PCIe link and temperature."""
-    info = health.get("device_info") or {}
+    """The chip, its firmware, driver and library versions, PCIe link and temperature of each card
+    (the check names carry the card's id when the worker drives several)."""
+    cards = health.get("devices") or [
+        {"device_info": health.get("device_info") or {}, "temperature_c": health.get("temperature_c")}
+    ]
     emulated = bool(health.get("emulated")) or health.get("device") == "emulator"
-    arch = health.get("arch")
     checks = []
-    if emulated:
-        checks.append(Check("device", Verdict.WARN, f"EMULATED device ({arch}): every result below comes from stand-ins",
-                            "on a card, run with HAILO_DEVICE=hailort (the default)"))
-    elif "identify_error" in info:
-        checks.append(Check("device", Verdict.WARN, f"{arch} (from HAILO_ARCH); identify failed: {info['identify_error']}",
-                            "check `hailortcli fw-control identify`"))
-    else:
-        checks.append(Check("device", Verdict.PASS,
-                            f"{info.get('product_name') or info.get('board_name')} ({info.get('architecture')}, used as {arch}), "
-                            f"serial {info.get('serial_number') or '?'}, id {info.get('device_id')}", data=info))
-    checks.append(_versions(info, emulated))
-    checks.append(_pcie(info, emulated))
-    temperature = health.get("temperature_c")
-    if temperature is None:
-        checks.append(Check("temperature", Verdict.SKIP, "not readable through this VDevice"))
-    elif temperature > HOT_C:
-        checks.append(Check("temperature", Verdict.WARN, f"{temperature:.1f} C", "improve the card's cooling (heatsink, airflow)"))
-    else:
-        checks.append(Check("temperature", Verdict.PASS, f"{temperature:.1f} C"))
+    for card in cards:
+        suffix = f" {card.get('device_id')}" if len(cards) > 1 else ""
+        checks += _card_checks(card, health.get("arch"), emulated, suffix)
     return checks
 
 
-def _versions(info: Mapping[str, Any], emulated: bool) -> Check:
+def _card_checks(card: Mapping[str, Any], arch: str | None, emulated: bool, suffix: str) -> list[Check]:
+    info = card.get("device_info") or {}
+    checks = []
+    if card.get("state") == "down":
+        checks.append(Check(f"device{suffix}", Verdict.FAIL, f"down: {card.get('reason')}",
+                            "the worker rebuilds it by itself; if it stays down check `hailortcli scan` and dmesg"))
+    elif emulated:
+        checks.append(Check(f"device{suffix}", Verdict.WARN,
+                            f"EMULATED device ({arch}): every result below comes from stand-ins",
+                            "on a card, run with HAILO_DEVICE=hailort (the default)"))
+    elif "identify_error" in info:
+        checks.append(Check(f"device{suffix}", Verdict.WARN,
+                            f"{arch} (from HAILO_ARCH); identify failed: {info['identify_error']}",
+                            "check `hailortcli fw-control identify`"))
+    else:
+        checks.append(Check(f"device{suffix}", Verdict.PASS,
+                            f"{info.get('product_name') or info.get('board_name')} ({info.get('architecture')}, used as {arch}), "
+                            f"serial {info.get('serial_number') or '?'}, id {info.get('device_id')}", data=info))
+    checks.append(_versions(info, emulated, suffix))
+    checks.append(_pcie(info, emulated, suffix))
+    temperature = card.get("temperature_c")
+    if temperature is None:
+        checks.append(Check(f"temperature{suffix}", Verdict.SKIP, "not readable through this VDevice"))
+    elif temperature > HOT_C:
+        checks.append(Check(f"temperature{suffix}", Verdict.WARN, f"{temperature:.1f} C",
+                            "improve the card's cooling (heatsink, airflow)"))
+    else:
+        checks.append(Check(f"temperature{suffix}", Verdict.PASS, f"{temperature:.1f} C"))
+    return checks
+
+
+def _versions(info: Mapping[str, Any], emulated: bool, suffix: str = "") -> Check:
     library, driver, firmware = info.get("library_version"), info.get("driver_version"), info.get("firmware_version")
     detail = f"library {library}, driver {driver or '?'}, firmware {firmware or '?'}"
+    module = "hailo1x_pci" if str(library).startswith("5.") else "hailo_pci"  # HailoRT 5.x drives the 10H
+    name = f"versions{suffix}"
     if emulated:
-        return Check("versions", Verdict.SKIP, f"emulated: {detail}")
+        return Check(name, Verdict.SKIP, f"emulated: {detail}")
     if driver is None:
-        return Check("versions", Verdict.WARN, detail + ": the driver version is unreadable",
-                     "check `cat /sys/module/hailo_pci/version` on the host")
+        return Check(name, Verdict.WARN, detail + ": the driver version is unreadable",
+                     f"check `cat /sys/module/{module}/version` on the host")
     if driver != library:
-        return Check("versions", Verdict.FAIL, detail + ": driver and library differ (HailoRT refuses this: error 76)",
-                     f"install hailo_pci {library}, or rebuild the image with HailoRT {driver} (README, Upgrade)")
+        return Check(name, Verdict.FAIL, detail + ": driver and library differ (HailoRT refuses this: error 76)",
+                     f"install {module} {library}, or rebuild the image with HailoRT {driver} (README, Upgrade)")
     if firmware and firmware != library:
-        return Check("versions", Verdict.WARN, detail + ": the firmware is another version than the library",
+        return Check(name, Verdict.WARN, detail + ": the firmware is another version than the library",
                      "update the firmware with the driver package of the library's version")
-    return Check("versions", Verdict.PASS, detail + ": they match")
+    return Check(name, Verdict.PASS, detail + ": they match")
 
 
-def _pcie(info: Mapping[str, Any], emulated: bool) -> Check:
+def _pcie(info: Mapping[str, Any], emulated: bool, suffix: str = "") -> Check:
     link = info.get("pcie")
+    name = f"pcie link{suffix}"
     if emulated or not link:
-        return Check("pcie link", Verdict.SKIP, "emulated" if emulated else "not readable from /sys")
+        return Check(name, Verdict.SKIP, "emulated" if emulated else "not readable from /sys")
     detail = (f"{link['current_link_speed']} x{link['current_link_width']} "
               f"(the card can do {link['max_link_speed']} x{link['max_link_width']})")
     if link.get("degraded"):
-        return Check("pcie link", Verdict.WARN, detail + ": below the card's maximum; multi-context networks slow down",
+        return Check(name, Verdict.WARN, detail + ": below the card's maximum; multi-context networks slow down",
                      "on a Raspberry Pi 5 add dtparam=pciex1_gen=3 to /boot/firmware/config.txt; otherwise check the slot")
-    return Check("pcie link", Verdict.PASS, detail)
+    return Check(name, Verdict.PASS, detail)
 
 
 def file_checks(models_dir: Path, networks: Iterable[str], device_arch: str | None) -> list[Check]:
@@ -100,11 +120,13 @@ def file_checks(models_dir: Path, networks: Iterable[str], device_arch: str | No
     return checks
 
 
-def edge_checks(hefs: Mapping[str, Mapping[str, Any]]) -> list[Check]:
-    """Each loaded HEF's edges as read from it, against the catalog's declaration."""
+def edge_checks(hefs: Mapping[str, Mapping[str, Any]], arch: str | None = None) -> list[Check]:
+    """Each loaded HEF's edges as read from it, against the catalog's declaration for the `arch` build."""
     checks = []
     for name, described in hefs.items():
         spec = NETWORKS.get(name)
+        if spec is not None and arch is not None:
+            spec = spec.for_arch(arch)
         if spec is None:
             checks.append(Check(f"edges {name}", Verdict.WARN, "not a network of the catalog", "", data=dict(described)))
             continue

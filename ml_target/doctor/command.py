@@ -66,7 +66,7 @@ async def examine(client: Client, settings: Settings, early: list[Check]) -> lis
     found = list(early) + static.device_checks(health)
     if Path(settings.models_dir).is_dir():
         found += static.file_checks(settings.models_dir, required_networks(settings), health.get("arch"))
-    found += static.edge_checks(health.get("hefs", {}))
+    found += static.edge_checks(health.get("hefs", {}), health.get("arch"))
     found += static.text_cut_checks(health.get("handlers", []))
     found += await run_probes(client, served_from(health), Path(settings.models_dir) / DICTIONARY_FILE)
     return found

@@ -1,11 +1,19 @@
-"""One configured network on the device: a bounded queue, a submitter thread and completions.
+"""One network on one or more cards: a bounded queue shared by the cards, a submitter per card.
 
-Callers `await infer(frame)` on the event loop. Frames go into a per-network queue; one submitter
-thread per network takes up to `batch_size` of them, binds them and submits them as ONE
+Callers `await infer(frame)` on the event loop. Frames go into the network's queue; each card that
+holds a configured copy of the network has a *lane*: one submitter thread that takes up to
+`batch_size` frames, binds them and submits them to that card's configured model as ONE
 `run_async` (N bindings = N frames), after `wait_for_async_ready(frames_count=N)`. Only that thread
 submits to its configured model, so the ready/submit pair is never raced (hailort.md §7) and there
 is no global device lock. HailoRT's callback thread resolves each caller's future with that
 caller's own output arrays.
+
+Several cards (`ml_target.hailo.dispatch`): lanes pull bursts from the one queue, so a faster card
+takes more of them, and a lane takes a burst only when no other ready lane has fewer bursts in
+flight, which spreads the load at burst granularity as HailoRT's own multi-device scheduler does
+(one queue per model, the burst goes to an idle device). A lane whose card fails stops pulling:
+queued frames stay for the healthy lanes, and the frames it had in flight are queued again (once)
+when another lane is ready, instead of failing.
 
 Batching policy. At most `MAX_BURSTS_IN_FLIGHT` bursts are outstanding: one running, one queued
 behind it, so the device never waits for the host, and frames that do not fit stay in our queue
@@ -24,9 +32,10 @@ where they can still join a fuller burst. A burst of B frames costs `a + b*B` on
   gate before each burst, which leaves the device idle for the next search.
 
 Recovery: a failed submit or completion shuts the configured model down (HailoRT semantics). The
-burst's callers get `DeviceError`; the submitter asks its host (the runtime) for a freshly
-configured model and carries on. Device-level failures and repeated model failures are escalated
-to the host, which detaches every network, rebuilds the VDevice and attaches them again.
+burst's callers get `DeviceError` (or, with another lane ready, their frames move there); the lane
+asks its host (the card in the runtime) for a freshly configured model and carries on.
+Device-level failures and repeated model failures are escalated to the card, which detaches its
+lane of every network, rebuilds its VDevice and attaches them again; the other cards go on.
 """
 
 from __future__ import annotations
@@ -53,7 +62,7 @@ from ml_target.errors import (
     ServiceUnavailable,
     WorkerError,
 )
-from ml_target.hailo import faults
+from ml_target.hailo import dispatch, faults
 from ml_target.hailo.frames import check_frame, output_buffers
 from ml_target.hailo.sessions import SearchSessions, is_interactive
 from ml_target.hailo.types import EdgeInfo
@@ -70,19 +79,23 @@ RECONFIGURE_BACKOFF_S = (0.05, 0.2, 1.0, 5.0)
 
 
 class Host(Protocol):
-    """What a network needs from the runtime that owns the VDevice."""
+    """What a lane needs from the card that owns its VDevice."""
 
     def configure(self, network: DeviceNetwork) -> Any:
-        """A newly configured model (ConfiguredInferModel) for `network` on the current VDevice."""
+        """A newly configured model (ConfiguredInferModel) for `network` on the card's current VDevice."""
 
     def release_configured(self, configured: Any) -> None:
         """Shut down and drop a configured model; never raises."""
 
     def device_failed(self, reason: str) -> None:
-        """Start rebuilding the VDevice in the background (idempotent while a rebuild runs)."""
+        """Start rebuilding the card's VDevice in the background (idempotent while a rebuild runs)."""
+
+
+class Availability(Protocol):
+    """What a network asks its runtime before queueing a frame."""
 
     def check_available(self) -> None:
-        """Raise ServiceUnavailable while the device is down."""
+        """Raise ServiceUnavailable while no card can serve (closed, or every card down)."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +115,7 @@ class _Request:
     loop: asyncio.AbstractEventLoop
     enqueued: float
     abandoned: bool = False
-    retried: bool = False  # resubmitted once after a re-configure caught it in flight
+    retried: bool = False  # queued again once after a failure caught it in flight
 
 
 @dataclass(eq=False)
@@ -124,19 +137,26 @@ class _Burst:
 
 @dataclass
 class _Stats:
+    """One lane's counters (queue waits, timeouts and refusals are the network's)."""
+
     frames: int = 0
     bursts: int = 0
     burst_sizes: Counter = field(default_factory=Counter)
     busy_s: float = 0.0
-    queue_wait_s: float = 0.0
-    max_queue_wait_s: float = 0.0
     errors: int = 0
-    timeouts: int = 0
-    overloaded: int = 0
     reconfigures: int = 0
     retried: int = 0
+    moved: int = 0
     last_error: str | None = None
     last_error_at: float | None = None
+
+
+@dataclass
+class _QueueStats:
+    queue_wait_s: float = 0.0
+    max_queue_wait_s: float = 0.0
+    timeouts: int = 0
+    overloaded: int = 0
 
 
 def _settle(request: _Request, result: dict[str, np.ndarray] | None = None, error: BaseException | None = None) -> None:
@@ -156,8 +176,45 @@ def _settle(request: _Request, result: dict[str, np.ndarray] | None = None, erro
         pass  # the caller's event loop is closed: nobody is waiting any more
 
 
+class Lane:
+    """One card's configured copy of a network and its submitter thread. All state is guarded by
+    the network's condition; the submit lock orders this lane's ready/submit pairs."""
+
+    def __init__(self, network: DeviceNetwork, host: Host, device_id: str) -> None:
+        self.network = network
+        self.host = host
+        self.device_id = device_id
+        self.configured: Any = None
+        self.generation = 0
+        self.detached = True
+        self.needs_reconfigure = False
+        self.streak = 0
+        self.retry_at = 0.0
+        self.inflight: dict[int, _Burst] = {}
+        self.idle_since = 0.0
+        self.stats = _Stats()
+        self.submit_lock = threading.Lock()
+        self.thread = threading.Thread(target=network._serve, args=(self,), name=f"hailo-submit-{network.name}-{device_id}",
+                                       daemon=True)
+
+    @property
+    def ready(self) -> bool:
+        """Under the lock: attached with a working configured model."""
+        return not self.detached and self.configured is not None and not self.needs_reconfigure
+
+    def state(self) -> str:
+        if self.detached:
+            return "down"
+        if self.configured is None or self.needs_reconfigure:
+            return "recovering"
+        return "failing" if self.streak else "ready"
+
+    def inflight_frames(self) -> int:
+        return sum(len(b.requests) for b in self.inflight.values())
+
+
 class DeviceNetwork:
-    """A configured HEF: implements the `Network` protocol of `ml_target.hailo.types`."""
+    """A configured HEF on one or more cards: implements the `Network` protocol of `ml_target.hailo.types`."""
 
     def __init__(
         self,
@@ -170,7 +227,7 @@ class DeviceNetwork:
         batch_size: int,
         priority: int,
         limits: Limits,
-        host: Host,
+        host: Availability,
         fill_bursts: bool = True,
         raw_outputs: bool = False,
         sessions: SearchSessions | None = None,
@@ -190,25 +247,15 @@ class DeviceNetwork:
         self._limits = limits
         self._host = host
         self._cond = threading.Condition()
-        self._submit_lock = threading.Lock()
         self._pending: deque[_Request] = deque()
-        self._inflight: dict[int, _Burst] = {}
+        self._lanes: dict[str, Lane] = {}
         self._burst_ids = itertools.count()
-        self._configured: Any = None
-        self._generation = 0
-        self._needs_reconfigure = False
-        self._detached = True
         self._closing = False
-        self._streak = 0
-        self._retry_at = 0.0
-        self._stats = _Stats()
-        self._idle_since = 0.0
+        self._stats = _QueueStats()
         self._coming = 0  # announced callers whose first frame is not queued yet
         self._announcement: contextvars.ContextVar[_Announcement | None] = contextvars.ContextVar(
             f"announcement-{name}", default=None
         )
-        self._thread = threading.Thread(target=self._serve, name=f"hailo-submit-{name}", daemon=True)
-        self._thread.start()
 
     # ---- caller side (event loop) ----
 
@@ -222,7 +269,7 @@ class DeviceNetwork:
         deadline = self._limits.request_timeout_s if timeout is None else timeout
         try:
             return await asyncio.wait_for(request.future, deadline)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
             request.abandoned = True
             with self._cond:
                 self._stats.timeouts += 1
@@ -258,7 +305,7 @@ class DeviceNetwork:
 
     def _enqueue(self, request: _Request) -> None:
         with self._cond:
-            if self._closing or self._detached:
+            if self._closing or all(lane.detached for lane in self._lanes.values()):
                 raise ServiceUnavailable(f"{self.name}: the device is not available (closed or recovering)")
             if len(self._pending) >= self._limits.max_queued_frames:
                 self._stats.overloaded += 1
@@ -279,47 +326,80 @@ class DeviceNetwork:
 
     # ---- runtime side ----
 
-    def attach(self, configured: Any) -> None:
-        """Start serving with a configured model (after load or a device rebuild)."""
+    def add_lane(self, host: Host, device_id: str) -> Lane:
+        """A (detached) lane for the card `device_id`; `attach` starts it serving."""
+        lane = Lane(self, host, device_id)
         with self._cond:
-            self._configured = configured
-            self._generation += 1
-            self._detached = False
-            self._needs_reconfigure = False
-            self._streak = 0
-            self._retry_at = 0.0
+            if device_id in self._lanes:
+                raise ValueError(f"{self.name} already has a lane on {device_id}")
+            self._lanes[device_id] = lane
+        lane.thread.start()
+        return lane
+
+    def lane(self, device_id: str) -> Lane:
+        return self._lanes[device_id]
+
+    @property
+    def device_ids(self) -> tuple[str, ...]:
+        return tuple(self._lanes)
+
+    def attach(self, configured: Any, device_id: str | None = None) -> None:
+        """Start serving on a card with a configured model (after load or the card's rebuild)."""
+        with self._cond:
+            lane = self._lane_for(device_id)
+            lane.configured = configured
+            lane.generation += 1
+            lane.detached = False
+            lane.needs_reconfigure = False
+            lane.streak = 0
+            lane.retry_at = 0.0
             self._cond.notify_all()
 
-    def detach(self, error: WorkerError) -> Any:
-        """Stop serving (device lost or closing): fail queued and in-flight frames, return the old model.
+    def _lane_for(self, device_id: str | None) -> Lane:
+        if device_id is None:
+            (only,) = self._lanes.values()
+            return only
+        return self._lanes[device_id]
+
+    def detach(self, error: WorkerError, device_id: str | None = None) -> Any:
+        """Stop serving on a card (lost or closing) and return its configured model. Its in-flight
+        frames move to another ready lane, else fail with `error`; when no lane is left, queued
+        frames fail too.
 
         The generation changes first, without the submit lock, so a submitter blocked in
         `wait_for_async_ready` gives up within one poll instead of holding the lock until its deadline.
         """
         with self._cond:
-            self._detached = True
-            self._generation += 1
+            lane = self._lane_for(device_id)
+            lane.detached = True
+            lane.generation += 1
             self._cond.notify_all()
-        with self._submit_lock, self._cond:
-            old, self._configured = self._configured, None
-            failed = list(self._pending) + [r for b in self._inflight.values() for r in b.requests]
-            self._pending.clear()
+        with lane.submit_lock, self._cond:
+            old, lane.configured = lane.configured, None
+            caught = [r for b in lane.inflight.values() for r in b.requests]
+            self._release_grants(list(lane.inflight.values()))
+            lane.inflight.clear()
+            failed = self._move_or_keep(lane, caught)
+            if all(other.detached for other in self._lanes.values()):
+                failed += list(self._pending)
+                self._pending.clear()
             self._report_waiting()
-            self._release_grants(list(self._inflight.values()))
-            self._inflight.clear()
             self._cond.notify_all()
         for request in failed:
             _settle(request, error=error)
         return old
 
-    def close(self) -> Any:
-        """Stop the submitter thread and fail outstanding frames; return the configured model to release."""
+    def close(self) -> list[tuple[str, Any]]:
+        """Stop every submitter and fail outstanding frames; return each card's configured model to release."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-        old = self.detach(ServiceUnavailable(f"{self.name}: the runtime is closing"))
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
+            lanes = list(self._lanes.values())
+        closing = ServiceUnavailable(f"{self.name}: the runtime is closing")
+        old = [(lane.device_id, self.detach(closing, lane.device_id)) for lane in lanes]
+        for lane in lanes:
+            if lane.thread is not threading.current_thread():
+                lane.thread.join(timeout=5)
         return old
 
     def describe(self) -> dict[str, Any]:
@@ -335,86 +415,83 @@ class DeviceNetwork:
     def stats(self) -> dict[str, Any]:
         """Counters for /health and /metrics, as a plain dict (keys as `ml_target.metrics` reads them).
 
-        `batch_sizes` counts completed bursts by size; `errors` counts model failures (each one
-        re-configures the model); `busy_s` sums submit-to-completion time of bursts.
+        Lane counters are summed over the cards and given per card under `devices`. `batch_sizes`
+        counts completed bursts by size; `errors` counts model failures (each one re-configures the
+        model); `busy_s` sums submit-to-completion time of bursts; `moved` counts frames that a
+        failing card handed to another one.
         """
         with self._cond:
-            s = self._stats
+            lanes = {device_id: dispatch.lane_stats(lane) for device_id, lane in self._lanes.items()}
+            q = self._stats
             return {
                 "name": self.name,
                 "network_group": self.group,
                 "hef": str(self.path),
                 "batch_size": self.batch_size,
                 "priority": self.priority,
-                "state": self._state(),
+                **dispatch.combine_lanes(lanes),
                 "queue_depth": len(self._pending),
-                "inflight_frames": sum(len(b.requests) for b in self._inflight.values()),
-                "frames": s.frames,
-                "bursts": s.bursts,
-                "batch_sizes": dict(sorted(s.burst_sizes.items())),
-                "mean_burst_size": s.frames / s.bursts if s.bursts else 0.0,
-                "busy_s": s.busy_s,
-                "queue_wait_s": s.queue_wait_s,
-                "max_queue_wait_s": s.max_queue_wait_s,
-                "errors": s.errors,
-                "timeouts": s.timeouts,
-                "overloaded": s.overloaded,
-                "reconfigures": s.reconfigures,
-                "retried": s.retried,
-                "last_error": s.last_error,
-                "last_error_age_s": None if s.last_error_at is None else time.monotonic() - s.last_error_at,
+                "queue_wait_s": q.queue_wait_s,
+                "max_queue_wait_s": q.max_queue_wait_s,
+                "timeouts": q.timeouts,
+                "overloaded": q.overloaded,
+                "devices": lanes,
             }
 
-    def _state(self) -> str:
-        if self._detached:
-            return "down"
-        if self._configured is None or self._needs_reconfigure:
-            return "recovering"
-        return "failing" if self._streak else "ready"
+    def lane_stats(self, device_id: str) -> dict[str, Any]:
+        """One card's counters of this network (for the card's part of /health)."""
+        with self._cond:
+            return dispatch.lane_stats(self._lanes[device_id])
 
-    # ---- submitter thread ----
+    # ---- submitter threads (one per lane) ----
 
-    def _serve(self) -> None:
+    def _serve(self, lane: Lane) -> None:
         while True:
             with self._cond:
-                action = self._next_action()
+                action = self._next_action(lane)
             if action is None:
                 return
             if action == "reconfigure":
-                self._reconfigure()
+                self._reconfigure(lane)
             else:
-                self._submit(*action)
+                self._submit(lane, *action)
 
-    def _next_action(self) -> Any:
-        """Under the lock: wait until there is something to do; None means stop."""
+    def _next_action(self, lane: Lane) -> Any:
+        """Under the lock: wait until this lane has something to do; None means stop."""
         while not self._closing:
             now = time.monotonic()
-            self._expire(now)
-            if self._detached:
-                self._cond.wait(self._tick())
+            self._expire(lane, now)
+            if lane.detached:
+                self._cond.wait(self._tick(lane))
                 continue
-            if self._configured is None or self._needs_reconfigure:
-                if now >= self._retry_at:
+            if lane.configured is None or lane.needs_reconfigure:
+                if now >= lane.retry_at:
                     return "reconfigure"
-                self._cond.wait(self._retry_at - now)
+                self._cond.wait(lane.retry_at - now)
                 continue
-            if self._pending and len(self._inflight) < MAX_BURSTS_IN_FLIGHT:
-                left = self._gather_left(now)
+            if self._pending and len(lane.inflight) < MAX_BURSTS_IN_FLIGHT and self._my_turn(lane):
+                left = self._gather_left(lane, now)
                 if left <= 0 and self._gated:
                     left = self._sessions.background_wait(now, self._pending[0].enqueued)
                 if left <= 0:
-                    return self._take(now, granted_at=now if self._gated else None)
+                    return self._take(lane, now, granted_at=now if self._gated else None)
                 self._cond.wait(min(left, TICK_S))
                 continue
-            self._cond.wait(self._tick())
+            self._cond.wait(self._tick(lane))
         return None
 
-    def _tick(self) -> float | None:
-        """Poll for expiry and stalls only while frames are queued or in flight; else sleep until notified."""
-        return TICK_S if self._pending or self._inflight else None
+    def _my_turn(self, lane: Lane) -> bool:
+        """Under the lock: whether this lane takes the next burst (see `dispatch.takes_next_burst`)."""
+        return dispatch.takes_next_burst(
+            len(lane.inflight), [len(o.inflight) for o in self._lanes.values() if o is not lane and o.ready]
+        )
 
-    def _expire(self, now: float) -> None:
-        """Drop abandoned frames, refuse frames queued too long, and notice stalled bursts."""
+    def _tick(self, lane: Lane) -> float | None:
+        """Poll for expiry and stalls only while frames are queued or in flight; else sleep until notified."""
+        return TICK_S if self._pending or lane.inflight else None
+
+    def _expire(self, lane: Lane, now: float) -> None:
+        """Drop abandoned frames, refuse frames queued too long, and notice this lane's stalled bursts."""
         wait_limit = self._limits.queue_wait_s
         kept: deque[_Request] = deque()
         for request in self._pending:
@@ -428,59 +505,65 @@ class DeviceNetwork:
         self._pending = kept
         self._report_waiting()
         stall_limit = self._limits.request_timeout_s
-        stalled = [b for b in self._inflight.values() if now - b.submitted > stall_limit]
+        stalled = [b for b in lane.inflight.values() if now - b.submitted > stall_limit]
         self._release_grants(stalled, now)
         for burst in stalled:
-            del self._inflight[burst.id]
+            del lane.inflight[burst.id]
             self._fail_requests(burst.requests, DeviceTimeout(f"{self.name}: no completion within {stall_limit:g} s"))
         if stalled:
-            self._fail_locked(stalled[0].generation, f"a burst has not completed in {stall_limit:g} s")
+            self._fail_locked(lane, stalled[0].generation, f"a burst has not completed in {stall_limit:g} s")
 
-    def _gather_left(self, now: float) -> float:
+    def _gather_left(self, lane: Lane, now: float) -> float:
         """Seconds to keep gathering before submitting a partial burst (0 = submit now, inf = wait)."""
         if not self.fill_bursts or len(self._pending) >= self.batch_size:
             return 0.0
-        if self._inflight:
+        if lane.inflight:
             return float("inf")
-        left = max(self._pending[0].enqueued, self._idle_since) + IDLE_GATHER_S - now
+        left = max(self._pending[0].enqueued, lane.idle_since) + IDLE_GATHER_S - now
         if self._coming > 0:
             left = max(left, self._pending[0].enqueued + ANNOUNCED_GATHER_S - now)
         return left
 
-    def _take(self, now: float, granted_at: float | None) -> tuple[list[_Request], Any, int, float | None]:
+    def _take(self, lane: Lane, now: float, granted_at: float | None) -> tuple[list[_Request], Any, int, float | None]:
         requests = [self._pending.popleft() for _ in range(min(self.batch_size, len(self._pending)))]
         for request in requests:
             self._stats.queue_wait_s += now - request.enqueued
             self._stats.max_queue_wait_s = max(self._stats.max_queue_wait_s, now - request.enqueued)
         self._report_waiting()
-        return requests, self._configured, self._generation, granted_at
+        return requests, lane.configured, lane.generation, granted_at
 
-    def _submit(self, requests: list[_Request], configured: Any, generation: int, granted_at: float | None) -> None:
+    def _submit(
+        self, lane: Lane, requests: list[_Request], configured: Any, generation: int, granted_at: float | None
+    ) -> None:
         burst = _Burst(next(self._burst_ids), requests, [], generation, granted_at=granted_at)
-        with self._submit_lock:
-            if generation != self._generation:
-                self._release_grants([burst])
-                self._fail_requests(requests, ServiceUnavailable(f"{self.name}: the device is recovering"))
+        with lane.submit_lock:
+            if generation != lane.generation:
+                with self._cond:
+                    self._release_grants([burst])
+                    failed = self._move_or_keep(lane, requests)
+                self._fail_requests(failed, ServiceUnavailable(f"{self.name}: the device is recovering"))
                 return
             try:
                 burst.bindings = [
                     configured.create_bindings(input_buffers=r.inputs, output_buffers=r.outputs) for r in requests
                 ]
-                if not self._wait_ready(configured, burst):
+                if not self._wait_ready(lane, configured, burst):
                     self._release_grants([burst])
                     return
                 with self._cond:
                     burst.submitted = time.monotonic()
-                    self._inflight[burst.id] = burst
-                configured.run_async(burst.bindings, lambda completion_info: self._completed(burst, completion_info))
+                    lane.inflight[burst.id] = burst
+                    self._cond.notify_all()  # other lanes' turn depends on this lane's bursts in flight
+                configured.run_async(burst.bindings, lambda completion_info: self._completed(lane, burst, completion_info))
             except Exception as exc:
                 with self._cond:
-                    self._inflight.pop(burst.id, None)
+                    lane.inflight.pop(burst.id, None)
                     self._release_grants([burst])
-                    self._fail_locked(generation, faults.describe(exc), exc)
-                self._fail_requests(requests, DeviceError(f"{self.name}: inference failed ({faults.describe(exc)})"))
+                    self._fail_locked(lane, generation, faults.describe(exc), exc)
+                    failed = self._move_or_keep(lane, requests)
+                self._fail_requests(failed, DeviceError(f"{self.name}: inference failed ({faults.describe(exc)})"))
 
-    def _wait_ready(self, configured: Any, burst: _Burst) -> bool:
+    def _wait_ready(self, lane: Lane, configured: Any, burst: _Burst) -> bool:
         """Block (GIL released) until the model takes the burst; False if the burst was dropped."""
         started = time.monotonic()
         while True:
@@ -491,38 +574,42 @@ class DeviceNetwork:
                 if not faults.is_timeout(exc):
                     raise
             with self._cond:
-                if self._closing or burst.generation != self._generation:
+                if self._closing or burst.generation != lane.generation:
                     error: WorkerError = ServiceUnavailable(f"{self.name}: the device is recovering")
+                    failed = self._move_or_keep(lane, burst.requests)
                 elif all(r.abandoned for r in burst.requests):
                     return False
                 elif time.monotonic() - started > self._limits.request_timeout_s:
-                    self._fail_locked(burst.generation, "the model did not accept frames within the deadline")
+                    self._fail_locked(lane, burst.generation, "the model did not accept frames within the deadline")
                     error = DeviceTimeout(f"{self.name}: the device did not accept the frame in time")
+                    failed = burst.requests
                 else:
                     continue
-            self._fail_requests(burst.requests, error)
+            self._fail_requests(failed, error)
             return False
 
-    def _completed(self, burst: _Burst, completion_info: Any) -> None:
+    def _completed(self, lane: Lane, burst: _Burst, completion_info: Any) -> None:
         """HailoRT's callback thread: keep it short, hand results to the callers' event loops."""
         error = getattr(completion_info, "exception", None)
         now = time.monotonic()
+        failed: list[_Request] = []
         with self._cond:
-            live = self._inflight.pop(burst.id, None) is not None
+            live = lane.inflight.pop(burst.id, None) is not None
             self._release_grants([burst], now)
-            if not self._inflight:
-                self._idle_since = now
+            if not lane.inflight:
+                lane.idle_since = now
             if live and error is None:
                 elapsed = now - burst.submitted
-                s = self._stats
+                s = lane.stats
                 s.frames += len(burst.requests)
                 s.bursts += 1
                 s.burst_sizes[len(burst.requests)] += 1
                 s.busy_s += elapsed
-                if burst.generation == self._generation:
-                    self._streak = 0
+                if burst.generation == lane.generation:
+                    lane.streak = 0
             elif live:
-                self._fail_locked(burst.generation, faults.describe(error), error)
+                self._fail_locked(lane, burst.generation, faults.describe(error), error)
+                failed = self._move_or_keep(lane, burst.requests)
             self._cond.notify_all()
         if not live:
             return
@@ -530,20 +617,42 @@ class DeviceNetwork:
             for request in burst.requests:
                 _settle(request, result=request.outputs)
         else:
-            self._fail_requests(burst.requests, DeviceError(f"{self.name}: inference failed ({faults.describe(error)})"))
+            self._fail_requests(failed, DeviceError(f"{self.name}: inference failed ({faults.describe(error)})"))
 
-    def _fail_locked(self, generation: int, reason: str, exc: BaseException | None = None) -> None:
-        """Under the lock: the configured model of `generation` failed; schedule a re-configure."""
-        if generation != self._generation or self._needs_reconfigure:
+    def _move_or_keep(self, lane: Lane, requests: list[_Request]) -> list[_Request]:
+        """Under the lock: queue a failing lane's frames again, first in line, when another lane is
+        ready (each frame once, with fresh output buffers since an aborted job may still write the
+        old ones); return those that must fail instead."""
+        if not any(other.ready for other in self._lanes.values() if other is not lane):
+            return list(requests)
+        movable, failed = dispatch.split_movable(requests)
+        self._queue_again(movable)
+        lane.stats.moved += len(movable)
+        if movable:
+            self._report_waiting()
+            self._cond.notify_all()
+        return failed
+
+    def _queue_again(self, requests: list[_Request]) -> None:
+        """Under the lock: put frames caught by a failure back at the head of the queue, once each,
+        with fresh output buffers since the aborted job may still write the old ones."""
+        for request in requests:
+            request.retried = True
+            request.outputs = output_buffers(self.outputs)
+        self._pending.extendleft(reversed(requests))
+
+    def _fail_locked(self, lane: Lane, generation: int, reason: str, exc: BaseException | None = None) -> None:
+        """Under the lock: the lane's configured model of `generation` failed; schedule a re-configure."""
+        if generation != lane.generation or lane.needs_reconfigure:
             return
-        self._needs_reconfigure = True
-        self._streak += 1
-        self._stats.errors += 1
-        self._stats.last_error = reason
-        self._stats.last_error_at = time.monotonic()
-        log.warning("%s: configured model failed (%s); re-configuring", self.name, reason)
-        if (exc is not None and faults.is_device_fatal(exc)) or self._streak >= ESCALATE_AFTER:
-            self._host.device_failed(f"{self.name}: {reason}")
+        lane.needs_reconfigure = True
+        lane.streak += 1
+        lane.stats.errors += 1
+        lane.stats.last_error = reason
+        lane.stats.last_error_at = time.monotonic()
+        log.warning("%s on %s: configured model failed (%s); re-configuring", self.name, lane.device_id, reason)
+        if (exc is not None and faults.is_device_fatal(exc)) or lane.streak >= ESCALATE_AFTER:
+            lane.host.device_failed(f"{self.name}: {reason}")
         self._cond.notify_all()
 
     def _release_grants(self, bursts: list[_Burst], now: float | None = None) -> None:
@@ -558,62 +667,59 @@ class DeviceNetwork:
         for request in requests:
             _settle(request, error=error)
 
-    def _reconfigure(self) -> None:
-        """Replace a shut-down configured model; later callers succeed.
+    def _reconfigure(self, lane: Lane) -> None:
+        """Replace a lane's shut-down configured model; later callers succeed.
 
-        The failed burst's callers have had their error already. Frames of other bursts still in
-        flight are collateral (a late deadline can fire after the network looked healthy again),
-        so each is queued again, first in line and with fresh output buffers since the aborted job
-        may still write the old ones; a frame caught a second time fails.
+        The failed burst's callers have had their error (or moved) already. Frames of the lane's
+        other bursts still in flight are collateral (a late deadline can fire after the network
+        looked healthy again), so each is queued again, first in line and with fresh output
+        buffers since the aborted job may still write the old ones; a frame caught a second time fails.
         """
-        with self._submit_lock:
+        with lane.submit_lock:
             with self._cond:
-                if self._detached or self._closing:
+                if lane.detached or self._closing:
                     return
-                old, self._configured = self._configured, None
-                self._generation += 1
-                caught = [r for b in self._inflight.values() for r in b.requests if not r.abandoned]
-                self._release_grants(list(self._inflight.values()))
-                self._inflight.clear()
-                dead = [r for r in caught if r.retried]
-                again = [r for r in caught if not r.retried]
-                for request in again:
-                    request.retried = True
-                    request.outputs = output_buffers(self.outputs)
-                self._pending.extendleft(reversed(again))
-                self._stats.retried += len(again)
+                old, lane.configured = lane.configured, None
+                lane.generation += 1
+                caught = [r for b in lane.inflight.values() for r in b.requests if not r.abandoned]
+                self._release_grants(list(lane.inflight.values()))
+                lane.inflight.clear()
+                again, dead = dispatch.split_movable(caught)
+                self._queue_again(again)
+                lane.stats.retried += len(again)
                 self._report_waiting()
             self._fail_requests(dead, DeviceError(f"{self.name}: the model was re-configured after a failure"))
             if old is not None:
-                self._host.release_configured(old)
+                lane.host.release_configured(old)
             try:
-                configured = self._host.configure(self)
+                configured = lane.host.configure(self)
             except Exception as exc:
-                self._configure_failed(exc)
+                self._configure_failed(lane, exc)
                 return
             with self._cond:
-                if self._detached or self._closing:
+                if lane.detached or self._closing:
                     stale = configured
                 else:
                     stale = None
-                    self._configured = configured
-                    self._needs_reconfigure = False
-                    self._stats.reconfigures += 1
+                    lane.configured = configured
+                    lane.needs_reconfigure = False
+                    lane.stats.reconfigures += 1
                     self._cond.notify_all()
             if stale is not None:
-                self._host.release_configured(stale)
+                lane.host.release_configured(stale)
             else:
-                log.info("%s: re-configured", self.name)
+                log.info("%s on %s: re-configured", self.name, lane.device_id)
 
-    def _configure_failed(self, exc: Exception) -> None:
+    def _configure_failed(self, lane: Lane, exc: Exception) -> None:
         with self._cond:
-            self._streak += 1
-            self._stats.errors += 1
-            self._stats.last_error = f"re-configure failed: {faults.describe(exc)}"
-            self._stats.last_error_at = time.monotonic()
-            delay = RECONFIGURE_BACKOFF_S[min(self._streak, len(RECONFIGURE_BACKOFF_S)) - 1]
-            self._retry_at = time.monotonic() + delay
-            escalate = faults.is_device_fatal(exc) or self._streak >= ESCALATE_AFTER
-        log.warning("%s: re-configure failed (%s); retrying in %.2f s", self.name, faults.describe(exc), delay)
+            lane.streak += 1
+            lane.stats.errors += 1
+            lane.stats.last_error = f"re-configure failed: {faults.describe(exc)}"
+            lane.stats.last_error_at = time.monotonic()
+            delay = RECONFIGURE_BACKOFF_S[min(lane.streak, len(RECONFIGURE_BACKOFF_S)) - 1]
+            lane.retry_at = time.monotonic() + delay
+            escalate = faults.is_device_fatal(exc) or lane.streak >= ESCALATE_AFTER
+        log.warning("%s on %s: re-configure failed (%s); retrying in %.2f s", self.name, lane.device_id,
+                    faults.describe(exc), delay)
         if escalate:
-            self._host.device_failed(f"{self.name}: re-configure failed: {faults.describe(exc)}")
+            lane.host.device_failed(f"{self.name}: re-configure failed: {faults.describe(exc)}")

@@ -14,8 +14,11 @@ import re
 from ml_target.errors import WorkerError
 
 # Driver operation failed, communication closed, driver not installed, driver/library mismatch,
-# out of physical devices: the VDevice is gone or unusable and must be rebuilt.
-DEVICE_FATAL_CODES = frozenset({36, 62, 64, 74, 76})
+# out of physical devices, and in HailoRT 5.x a lost card (96 HAILO_DEVICE_NOT_CONNECTED, what the
+# driver's ENXIO becomes) and a broken RPC link to a Hailo-10H (77 HAILO_RPC_FAILED): the VDevice is
+# gone or unusable and must be rebuilt. 97 HAILO_DEVICE_TEMPORARILY_UNAVAILABLE ("try again later")
+# is left to the model-level retry.
+DEVICE_FATAL_CODES = frozenset({36, 62, 64, 74, 76, 77, 96})
 # pyhailort raises these classes with generic messages that carry no status code (hailort.md §2).
 CLASS_CODES = {
     "HailoRTTimeout": 4,
@@ -29,14 +32,25 @@ CLASS_CODES = {
 _CODE = re.compile(r"(?:error:?\s*|status[=:\s]+|\()(\d{1,3})\b")
 
 STARTUP_ADVICE = {
-    64: "The Hailo PCIe driver is not installed: install the hailo_pci driver matching HailoRT 4.23.",
+    2: "A HAILO_DEVICE_IDS entry is not a card HailoRT sees: list them with `hailortcli scan`.",
+    64: (
+        "The Hailo PCIe driver is not installed: install the driver of your HailoRT version "
+        "(hailo_pci 4.23 for a Hailo-8/8L, hailo1x_pci 5.x for a Hailo-10H)."
+    ),
     73: "The Hailo device is in use by another process.",
     74: (
         "No free Hailo device: another process (Frigate, hailortcli, a second worker) holds it. "
         "Stop it, or run hailort_service on both sides and set HAILO_MULTI_PROCESS_SERVICE=true "
         "with the same HAILO_GROUP_ID."
     ),
-    76: "The hailo_pci driver and libhailort versions differ: install the same version of both (4.23.0).",
+    76: (
+        "The Hailo driver and libhailort versions differ: install the same version of both "
+        "(hailo_pci 4.23.0 with HailoRT 4.23.0; hailo1x_pci 5.x.y with HailoRT 5.x.y)."
+    ),
+    79: (
+        "This HailoRT line does not drive this card: a Hailo-8/8L needs HailoRT 4.x, a Hailo-10H HailoRT 5.x "
+        "(README, Hardware): build the image for the card's line."
+    ),
     93: "This HEF was compiled for another Hailo architecture: fetch the HEFs for this device's arch.",
 }
 

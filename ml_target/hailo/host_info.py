@@ -13,13 +13,17 @@ from pathlib import Path
 from typing import Any
 
 SYSFS = Path("/sys")
-DRIVER_MODULES = ("hailo_pci",)
+# The kernel module of each HailoRT line, the line's own first: `hailo_pci` drives the Hailo-8 family
+# (4.x); the Hailo-10H driver is `hailo1x_pci` from 5.0.1 on and was still `hailo_pci` in 5.0.0
+# (hailort-drivers linux/pcie/Kbuild). Both may be loaded on a host with both kinds of card.
+DRIVER_MODULES = {4: ("hailo_pci", "hailo1x_pci"), 5: ("hailo1x_pci", "hailo_pci")}
 LINK_FILES = ("current_link_speed", "current_link_width", "max_link_speed", "max_link_width")
 
 
-def driver_version(sysfs: Path = SYSFS) -> str | None:
-    """The loaded Hailo PCIe driver's version (`/sys/module/hailo_pci/version`), or None."""
-    for module in DRIVER_MODULES:
+def driver_version(sysfs: Path = SYSFS, *, line: int = 4) -> str | None:
+    """The loaded Hailo PCIe driver's version (`/sys/module/hailo_pci/version`, or
+    `hailo1x_pci` for HailoRT 5.x), or None."""
+    for module in DRIVER_MODULES[line]:
         path = Path(sysfs) / "module" / module / "version"
         try:
             return path.read_text(encoding="ascii").strip() or None

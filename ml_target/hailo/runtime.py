@@ -1,12 +1,30 @@
-"""The only module that imports `hailo_platform`: one VDevice, configured networks, recovery.
+"""The only module that imports `hailo_platform`: one VDevice per card, configured networks, recovery.
 
-`Runtime(settings)` opens one ROUND_ROBIN VDevice for the process (HailoRT 4.x defaults to scheduler
-NONE, which would need manual activation: hailort.md §3.1), finds the architecture, and
-`load()`s each HEF once into a `DeviceNetwork` (micro-batching and per-model recovery live in
-`batching.py`). When a device-level failure is reported it releases everything and rebuilds the
-VDevice and every loaded network in the background, with backoff; meanwhile `infer` fails fast with
-`ServiceUnavailable`. With `HAILO_DEVICE=emulator` the emulator's stand-in module is used instead of
-the real library; every other line of code is the same.
+`Runtime(settings)` opens the cards HAILO_DEVICE_IDS names (default: one free card, HailoRT's
+choice; `all`: every card this HailoRT line drives), each as its own ROUND_ROBIN VDevice
+(`ml_target.hailo.dispatch` says why not one VDevice over all of them), identifies each chip, and
+`load()`s each HEF once per card into one `DeviceNetwork` whose lanes share its queue
+(micro-batching, per-model recovery and the hand-over of a failing card's frames live in
+`batching.py`). When a card reports a device-level failure, that card alone releases its models
+and rebuilds its VDevice in the background, with backoff, and rejoins when it succeeds; the other
+cards go on serving. With `HAILO_DEVICE=emulator` the emulator's stand-in module of the right
+HailoRT line is used instead of the real library; every other line of code is the same.
+
+HailoRT 4.x and 5.x (docs/hardware-evidence.md §B). The Python classes this module uses are the same
+in both lines; the differences that matter are handled here, so tasks never learn the version:
+- `VDevice.create_params()` defaults to scheduler NONE in 4.x and ROUND_ROBIN in 5.x: ROUND_ROBIN is
+  always set explicitly; cards are chosen with `params.device_ids`, never the `device_ids=` keyword
+  (4.23 then turns the scheduler off and ignores the other params).
+- 5.x drives the Hailo-10H only and 4.x the Hailo-8/8L only (79 HAILO_NOT_SUPPORTED otherwise):
+  `all` keeps the cards this line can open; a card of the other family is refused with the fix.
+- A Hailo-10H takes one device per VDevice and refuses the multi-process service (it shares
+  natively): HAILO_MULTI_PROCESS_SERVICE is ignored under 5.x, with a warning.
+- Every `Device` of a Hailo-10H is an RPC session (`get_physical_devices()` opens new ones): each
+  card's control handle is opened once and kept for identify and temperature.
+- 5.x's raw `HailoRTStatusException` derives from `HailoRTException`, and 5.x adds status codes
+  94-97: `faults` classifies by class name and code, and counts 96 HAILO_DEVICE_NOT_CONNECTED (and
+  77 HAILO_RPC_FAILED, the 10H's transport) as device failures.
+- The driver is `hailo_pci` for 4.x and `hailo1x_pci` for 5.x (`host_info`).
 """
 
 from __future__ import annotations
@@ -23,10 +41,11 @@ import numpy as np
 
 from ml_target.config import Settings
 from ml_target.errors import ConfigurationError, ServiceUnavailable
-from ml_target.hailo import faults, host_info
+from ml_target.hailo import dispatch, faults, host_info
 from ml_target.hailo.batching import DeviceNetwork, Limits
 from ml_target.hailo.sessions import SearchSessions, session_policy
 from ml_target.hailo.types import EdgeInfo, QuantInfo
+from ml_target.networks import build_arch
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +54,22 @@ REAL_HEF_MAGIC = b"\x01HEF"
 COALESCE_TIMEOUT_MS = 10
 TEMPERATURE_INTERVAL_S = 30.0  # a control call per /ping would be wasteful; the chip heats slowly
 REBUILD_BACKOFF_S = (0.1, 0.5, 2.0, 5.0, 15.0)
-# HAILO8_A0 (a pre-production Hailo-8) is not mapped: HailoRT 4.23 runs no HEF on it.
-ARCH_BY_DEVICE = {"HAILO8": "hailo8", "HAILO8L": "hailo8l"}
+# HAILO8_A0 (a pre-production Hailo-8) is not mapped: HailoRT 4.23 runs no HEF on it. A Hailo-10H
+# may identify as HAILO15H (hailo-apps installation_utils.py maps both names to the 10H).
+ARCH_BY_DEVICE = {"HAILO8": "hailo8", "HAILO8L": "hailo8l", "HAILO10H": "hailo10h", "HAILO15H": "hailo10h"}
 DEVICE_ARCHITECTURES = ("HAILO8_A0", "HAILO8", "HAILO8L", "HAILO15H", "HAILO15L", "HAILO15M", "HAILO10H")
+CHIPS_OF_LINE = {4: ("hailo8", "hailo8l"), 5: ("hailo10h",)}
+RUNS_ON = {"hailo8": ("hailo8",), "hailo8l": ("hailo8", "hailo8l"), "hailo10h": ("hailo10h",)}  # build -> chips
+NOT_SUPPORTED = 79
 ARGMAX_ORDERS = ("NHW",)
 USER_DTYPES = {"UINT8": np.uint8, "UINT16": np.uint16, "FLOAT32": np.float32}
 FETCH_HINT = "Download the HEFs for this device with `python -m ml_target fetch-models` (or set MODELS_DIR)."
+WHEELS = {
+    4: "the HailoRT 4.23 wheel from hailo-rt-4/ (pip install hailo-rt-4/hailort-4.23.0-*.whl) with the matching "
+       "hailo_pci driver",
+    5: "the HailoRT 5.x wheel from hailo-rt-5/ (pip install hailo-rt-5/hailort-5.*.whl) with the matching "
+       "hailo1x_pci driver",
+}
 
 
 def enum_name(value: Any) -> str:
@@ -50,7 +79,7 @@ def enum_name(value: Any) -> str:
 
 
 def arch_name(value: Any) -> str:
-    """Map `identify().device_architecture` (enum or int) to "hailo8", "hailo8l", or the raw name."""
+    """Map `identify().device_architecture` (enum or int) to "hailo8", "hailo8l", "hailo10h", or the raw name."""
     name = DEVICE_ARCHITECTURES[value] if isinstance(value, int) and not hasattr(value, "name") else enum_name(value)
     return ARCH_BY_DEVICE.get(name.upper(), name.lower())
 
@@ -61,19 +90,30 @@ def _import_real() -> ModuleType:
     except ImportError as exc:
         raise ConfigurationError(
             "HAILO_DEVICE=hailort but the Python package `hailo_platform` is not installed "
-            f"({exc}). Install the HailoRT 4.23 wheel from hailo-rt-4/ into this environment "
-            "(pip install hailo-rt-4/hailort-4.23.0-*.whl), with the matching hailo_pci driver; "
+            f"({exc}). Install {WHEELS[4]} for a Hailo-8/8L, or {WHEELS[5]} for a Hailo-10H; "
             "or set HAILO_DEVICE=emulator for a demo without a device."
         ) from exc
 
 
-def _import_emulator(profile: str) -> ModuleType:
-    module = importlib.import_module(f"{EMULATOR_MODULE}.hailo_platform")
-    importlib.import_module(EMULATOR_MODULE).device().set_profile(profile)
+def _import_emulator(settings: Settings) -> ModuleType:
+    emulator = importlib.import_module(EMULATOR_MODULE)
+    if settings.hailo_emulator_devices:
+        emulator.set_devices(settings.hailo_emulator_devices)
+    for card in emulator.devices():
+        card.set_profile(settings.hailo_emulator_profile)
+    if settings.hailo_emulator_hailort != "auto":
+        line = int(settings.hailo_emulator_hailort)
+    else:
+        try:
+            line = emulator.library_line()
+        except ValueError as exc:
+            raise ConfigurationError(f"{exc}: set HAILO_EMULATOR_HAILORT=4 or 5") from None
+    module = importlib.import_module(emulator.MODULES[line])
     log.warning(
-        "HAILO_DEVICE=emulator: running on an EMULATED Hailo device (timing profile %r). "
+        "HAILO_DEVICE=emulator: running on EMULATED Hailo devices (%s, HailoRT %s, timing profile %r). "
         "Results come from synthetic or ONNX stand-ins, not from a Hailo accelerator.",
-        profile,
+        ", ".join(c.counters()["architecture"] for c in emulator.devices()), module.__version__,
+        settings.hailo_emulator_profile,
     )
     return module
 
@@ -112,89 +152,381 @@ def _input_user_type(native: str) -> str:
     return "UINT8" if native == "UINT8" else "FLOAT32"
 
 
+def _release(handle: Any, what: str) -> None:
+    try:
+        handle.release()
+    except Exception as exc:  # leaky pybind exceptions (hailort.md §2)
+        log.debug("%s.release failed: %s", what, faults.describe(exc))
+
+
+class Card:
+    """One physical card: its VDevice, identity, control handle and background rebuild.
+
+    It is the `Host` of its lane of every network (`batching.Host`): a lane asks it for a freshly
+    configured model, and escalates device-level failures to it.
+    """
+
+    def __init__(self, runtime: Runtime, requested_id: str | None) -> None:
+        self.runtime = runtime
+        self.requested_id = requested_id
+        self.device_id = requested_id or "default"
+        self.arch: str | None = None
+        self.info: dict[str, Any] = {}
+        self.rebuilds = 0
+        self._lock = threading.Lock()
+        self._vdevice: Any = None
+        self._control: Any = None  # one Device handle, kept: on a Hailo-10H each one is an RPC session
+        self._down_reason: str | None = None
+        self._rebuild_thread: threading.Thread | None = None
+        self._infer_models: dict[str, Any] = {}  # kept alive next to their configured models
+        self._temperature: tuple[float, float | None] = (float("-inf"), None)  # (sampled at, degrees C)
+
+    # ---- opening ----
+
+    def open(self) -> None:
+        """Open the VDevice and identify the chip (start-up); raises ConfigurationError with the fix."""
+        try:
+            self._vdevice = self.runtime.open_vdevice(self.requested_id)
+        except Exception as exc:
+            where = f" {self.requested_id}" if self.requested_id else ""
+            raise ConfigurationError(
+                f"cannot open the Hailo device{where}: {faults.describe(exc)}. {faults.startup_advice(exc)}"
+            ) from exc
+        self.device_id = self._physical_id() or self.device_id
+        board, error = None, None
+        try:
+            board = self._control_handle().control.identify()
+        except Exception as exc:
+            error = exc
+        try:
+            self.arch = self.runtime.card_arch(self.device_id, board, error)
+        except ConfigurationError:
+            self.close()
+            raise
+        self.info = self.runtime.describe_card(self.device_id, board, error)
+
+    def _physical_id(self) -> str | None:
+        try:
+            return str(self._vdevice.get_physical_devices_ids()[0])
+        except Exception as exc:  # through the multi-process service the VDevice has no local devices
+            log.debug("get_physical_devices_ids failed: %s", faults.describe(exc))
+        if self.requested_id:
+            return self.requested_id
+        try:
+            ids = self.runtime.hp.Device.scan()
+        except Exception as exc:
+            log.debug("Device.scan failed: %s", faults.describe(exc))
+            return None
+        return str(ids[0]) if ids else None
+
+    def _control_handle(self) -> Any:
+        """The card's Device handle for control calls, opened once: through the VDevice, else (the
+        multi-process service) by id."""
+        if self._control is None:
+            try:
+                self._control = self._vdevice.get_physical_devices()[0]
+            except Exception as exc:
+                log.debug("control handle through the VDevice failed (%s); opening %s", faults.describe(exc),
+                          self.device_id)
+                self._control = self.runtime.hp.Device(self.requested_id or self._physical_id())
+        return self._control
+
+    # ---- Host hooks of the lanes ----
+
+    def configure(self, network: DeviceNetwork) -> Any:
+        """A fresh configured model for `network` on this card's current VDevice (after a failure)."""
+        with self._lock:
+            vdevice = self._vdevice
+        if vdevice is None:
+            raise ServiceUnavailable(f"the Hailo device {self.device_id} is down")
+        infer_model, configured = self.runtime.configure_on(vdevice, network)
+        with self._lock:
+            self._infer_models[network.name] = infer_model
+        return configured
+
+    def keep_infer_model(self, name: str, infer_model: Any) -> None:
+        with self._lock:
+            self._infer_models[name] = infer_model
+
+    def release_configured(self, configured: Any) -> None:
+        self.runtime.release_configured(configured)
+
+    def device_failed(self, reason: str) -> None:
+        """Release this card and rebuild it in the background (once at a time); the others go on."""
+        with self._lock:
+            if self.runtime.closed or self._rebuild_thread is not None:
+                return
+            self._down_reason = reason
+            thread = self._rebuild_thread = threading.Thread(
+                target=self._rebuild, name=f"hailo-rebuild-{self.device_id}", daemon=True
+            )
+        log.error("Hailo device %s failed (%s): releasing and rebuilding its VDevice", self.device_id, reason)
+        thread.start()
+
+    # ---- state ----
+
+    @property
+    def down_reason(self) -> str | None:
+        return self._down_reason
+
+    @property
+    def vdevice(self) -> Any:
+        with self._lock:
+            return self._vdevice
+
+    def _rebuild(self) -> None:
+        networks = self.runtime.loaded()
+        down = ServiceUnavailable(f"the Hailo device {self.device_id} is recovering: {self._down_reason}")
+        for network in networks:
+            old = network.detach(down, self.device_id)
+            if old is not None:
+                self.release_configured(old)
+        self.close()
+        attempt = 0
+        backoff = self.runtime.backoff
+        while not self.runtime.stopping.is_set():
+            try:
+                self._reopen(networks)
+                log.warning("Hailo device %s rebuilt after %d failed attempt(s)", self.device_id, attempt)
+                return
+            except Exception as exc:
+                delay = backoff[min(attempt, len(backoff) - 1)]
+                attempt += 1
+                with self._lock:
+                    self._down_reason = f"rebuild attempt {attempt} failed: {faults.describe(exc)}"
+                log.warning("Hailo device %s: rebuild attempt %d failed (%s); retrying in %.1f s", self.device_id,
+                            attempt, faults.describe(exc), delay)
+                self.runtime.stopping.wait(delay)
+        with self._lock:
+            self._rebuild_thread = None
+
+    def _reopen(self, networks: list[DeviceNetwork]) -> None:
+        """One rebuild attempt: a new VDevice and every network configured on it, or nothing."""
+        vdevice = self.runtime.open_vdevice(self.requested_id)
+        built: list[tuple[DeviceNetwork, Any, Any]] = []
+        try:
+            for network in networks:
+                infer_model, configured = self.runtime.configure_on(vdevice, network)
+                built.append((network, infer_model, configured))
+        except Exception:
+            for _, _, configured in built:
+                self.release_configured(configured)
+            _release(vdevice, "VDevice")
+            raise
+        with self._lock:
+            closed = self.runtime.closed
+            if not closed:
+                self._vdevice = vdevice
+                self._infer_models = {n.name: im for n, im, _ in built}
+        if closed:
+            for _, _, configured in built:
+                self.release_configured(configured)
+            _release(vdevice, "VDevice")
+            return
+        for network, _, configured in built:
+            network.attach(configured, self.device_id)
+        with self._lock:
+            self.rebuilds += 1
+            self._down_reason = None
+            self._rebuild_thread = None
+
+    def temperature(self) -> float | None:
+        """The hotter of the chip's two sensors, sampled at most every TEMPERATURE_INTERVAL_S.
+
+        None when the card is down or HailoRT cannot say (e.g. through the multi-process service);
+        a failure is never an error for /health, and drops the control handle for a fresh one.
+        """
+        sampled_at, degrees = self._temperature
+        now = time.monotonic()
+        if now - sampled_at < TEMPERATURE_INTERVAL_S:
+            return degrees
+        degrees = None
+        with self._lock:
+            up = self._vdevice is not None and not self.runtime.closed
+        if up:
+            try:
+                reading = self._control_handle().control.get_chip_temperature()
+                degrees = round(float(max(reading.ts0_temperature, reading.ts1_temperature)), 2)
+            except Exception as exc:
+                log.debug("chip temperature of %s unavailable: %s", self.device_id, faults.describe(exc))
+                with self._lock:
+                    control, self._control = self._control, None
+                if control is not None:
+                    _release(control, "Device")
+        self._temperature = (now, degrees)
+        return degrees
+
+    def health(self, networks: list[DeviceNetwork]) -> dict[str, Any]:
+        """This card for /health and /metrics: state, identity and its share of the work."""
+        lanes = [n.lane_stats(self.device_id) for n in networks]
+        reason = self._down_reason
+        return {
+            "device_id": self.device_id,
+            "arch": self.arch,
+            "state": "down" if reason is not None else "ready",
+            "reason": reason,
+            "rebuilds": self.rebuilds,
+            "temperature_c": self.temperature(),
+            "frames": sum(lane["frames"] for lane in lanes),
+            "bursts": sum(lane["bursts"] for lane in lanes),
+            "busy_s": sum(lane["busy_s"] for lane in lanes),
+            "errors": sum(lane["errors"] for lane in lanes),
+            "moved": sum(lane["moved"] for lane in lanes),
+            "inflight_frames": sum(lane["inflight_frames"] for lane in lanes),
+            "device_info": self.info,
+        }
+
+    def join_rebuild(self, timeout: float) -> None:
+        with self._lock:
+            thread = self._rebuild_thread
+        if thread is not None:
+            thread.join(timeout=timeout)
+
+    def close(self) -> None:
+        """Release the control handle and the VDevice (after the networks dropped their models)."""
+        with self._lock:
+            vdevice, self._vdevice = self._vdevice, None
+            control, self._control = self._control, None
+            self._infer_models.clear()
+        if control is not None:
+            _release(control, "Device")
+        if vdevice is not None:
+            _release(vdevice, "VDevice")
+
+
 class Runtime:
-    """One Hailo device (or the emulator) for the whole process; see the module docstring."""
+    """The Hailo cards (or the emulator) of the process; see the module docstring."""
 
     def __init__(self, settings: Settings, *, rebuild_backoff_s: tuple[float, ...] = REBUILD_BACKOFF_S) -> None:
         self.settings = settings
         self.device = settings.hailo_device
-        if self.device == "emulator":
-            self._hp = _import_emulator(settings.hailo_emulator_profile)
-        else:
-            self._hp = _import_real()
-        self.hailort_version = str(getattr(self._hp, "__version__", "unknown"))
+        self.hp = _import_emulator(settings) if self.device == "emulator" else _import_real()
+        self.hailort_version = str(getattr(self.hp, "__version__", "unknown"))
+        self.hailort_major = 5 if self.hailort_version.startswith("5.") else 4
         self._limits = Limits(settings.request_timeout_s, settings.max_queued_frames, settings.queue_wait_s)
         self.sessions = SearchSessions(session_policy(settings))
-        self._backoff = rebuild_backoff_s
+        self.backoff = rebuild_backoff_s
+        self.stopping = threading.Event()
+        self.closed = False
         self._lock = threading.Lock()
-        self._stop = threading.Event()
         self._load_lock = threading.Lock()
         self._networks: dict[Path, DeviceNetwork] = {}
-        # Each network's InferModel, kept alive next to its configured model for the VDevice's life.
-        self._infer_models: dict[str, Any] = {}
-        self._state_down_reason: str | None = None
-        self._rebuild_thread: threading.Thread | None = None
-        self._rebuilds = 0
-        self._closed = False
-        self._temperature: tuple[float, float | None] = (float("-inf"), None)  # (sampled at, degrees C)
+        self._multi_process = self._multi_process_service()
+        requested = dispatch.cards_to_open(settings.hailo_device_ids, self._scan, self._drivable)
+        self._group_ids = {i: self._group_id(i, len(requested)) for i in requested}
+        self.cards: list[Card] = []
         try:
-            self._vdevice = self._open_vdevice()
-        except Exception as exc:
+            for device_id in requested:
+                card = Card(self, device_id)
+                card.open()
+                self.cards.append(card)
+        except BaseException:
+            for card in self.cards:
+                card.close()
+            raise
+        self.arch = self._build_arch()
+        self.device_info = self.cards[0].info
+        log.info("Hailo runtime ready: device=%s, %d card(s) %s, HEFs for %s, HailoRT %s", self.device,
+                 len(self.cards), ", ".join(f"{c.device_id} ({c.arch})" for c in self.cards), self.arch,
+                 self.hailort_version)
+
+    # ---- devices ----
+
+    def _build_arch(self) -> str:
+        """HAILO_ARCH, refused when a card does not run that build (error 93 later), else the build
+        every card runs (`networks.build_arch`)."""
+        chips = [c.arch for c in self.cards]
+        if self.settings.hailo_arch == "auto":
+            return build_arch(chips)
+        if any(chip not in RUNS_ON[self.settings.hailo_arch] for chip in chips):
+            for card in self.cards:
+                card.close()
             raise ConfigurationError(
-                f"cannot open the Hailo device: {faults.describe(exc)}. {faults.startup_advice(exc)}"
-            ) from exc
-        board, identify_error = self._board_information()
-        self.arch = self._detect_arch(board, identify_error)
-        self.device_info = self._describe_device(board, identify_error)
-        log.info("Hailo runtime ready: device=%s arch=%s HailoRT %s", self.device, self.arch, self.hailort_version)
+                f"HAILO_ARCH={self.settings.hailo_arch}, but the card(s) are {', '.join(chips)}, which refuse that "
+                "build (error 93): unset HAILO_ARCH, or set it to the chip of the cards"
+            )
+        return self.settings.hailo_arch
 
-    # ---- device ----
+    def _multi_process_service(self) -> bool:
+        if self.settings.hailo_multi_process_service and self.hailort_major >= 5:
+            log.warning("HAILO_MULTI_PROCESS_SERVICE is ignored with HailoRT %s: a Hailo-10H shares itself between "
+                        "processes without the service (and refuses it)", self.hailort_version)
+            return False
+        return self.settings.hailo_multi_process_service
 
-    def _open_vdevice(self) -> Any:
-        params = self._hp.VDevice.create_params()
-        params.scheduling_algorithm = self._hp.HailoSchedulingAlgorithm.ROUND_ROBIN
-        params.group_id = self.settings.hailo_group_id
-        params.multi_process_service = self.settings.hailo_multi_process_service
-        return self._hp.VDevice(params)
+    def _group_id(self, device_id: str | None, cards: int) -> str:
+        """HailoRT shares VDevices by group id alone and refuses one group over two cards ("Device {}
+        not used by group_id", vdevice.cpp), so with several cards each has its own group."""
+        base = self.settings.hailo_group_id
+        return base if cards == 1 or device_id is None or base == "UNIQUE" else f"{base}-{device_id}"
 
-    def _board_information(self) -> tuple[Any, Exception | None]:
-        """identify() once at start-up: the chip for `arch`, its firmware for /health and `doctor`."""
+    def _scan(self) -> list[str]:
+        return [str(i) for i in self.hp.Device.scan()]
+
+    def _drivable(self, device_id: str) -> bool:
+        """Whether this HailoRT line drives the card (for HAILO_DEVICE_IDS=all): 79 means the other family."""
         try:
-            return self._identify(), None
+            device = self.hp.Device(device_id)
         except Exception as exc:
-            return None, exc
+            if faults.status_code(exc) == NOT_SUPPORTED:
+                log.info("card %s is not driven by HailoRT %s: %s", device_id, self.hailort_version,
+                         faults.describe(exc))
+                return False
+            return True  # let opening it report the problem
+        try:
+            return arch_name(device.control.identify().device_architecture) in CHIPS_OF_LINE[self.hailort_major]
+        except Exception as exc:
+            log.debug("identify %s failed: %s", device_id, faults.describe(exc))
+            return True
+        finally:
+            _release(device, "Device")
 
-    def _detect_arch(self, board: Any, identify_error: Exception | None) -> str:
-        if self.settings.hailo_arch != "auto":
-            return self.settings.hailo_arch
+    def open_vdevice(self, device_id: str | None) -> Any:
+        """A ROUND_ROBIN VDevice on one card (`device_id`, or HailoRT's choice of a free one)."""
+        params = self.hp.VDevice.create_params()
+        params.scheduling_algorithm = self.hp.HailoSchedulingAlgorithm.ROUND_ROBIN
+        if device_id is not None:
+            params.device_ids = [device_id]
+        params.group_id = self._group_ids.get(device_id, self.settings.hailo_group_id)
+        params.multi_process_service = self._multi_process
+        return self.hp.VDevice(params)
+
+    def card_arch(self, device_id: str, board: Any, identify_error: Exception | None) -> str:
+        """The chip of a card from identify(), or HAILO_ARCH when identify failed; refuses chips this
+        worker or this HailoRT line cannot drive."""
         if board is None:
-            self._release_vdevice(self._vdevice)
+            if self.settings.hailo_arch != "auto":
+                return self.settings.hailo_arch
             raise ConfigurationError(
-                f"cannot identify the Hailo device ({faults.describe(identify_error)}); set HAILO_ARCH=hailo8 or hailo8l"
+                f"cannot identify the Hailo device {device_id} ({faults.describe(identify_error)}); "
+                "set HAILO_ARCH=hailo8, hailo8l or hailo10h"
             ) from identify_error
         arch = arch_name(board.device_architecture)
         if arch == "hailo8_a0":
-            self._release_vdevice(self._vdevice)
             raise ConfigurationError(
-                "the device reports architecture HAILO8_A0, a pre-production Hailo-8 on which HailoRT 4.23 "
-                "accepts no HEF (is_hef_compatible); this worker needs a production Hailo-8 or Hailo-8L"
+                f"the device {device_id} reports architecture HAILO8_A0, a pre-production Hailo-8 on which HailoRT "
+                "4.23 accepts no HEF (is_hef_compatible); this worker needs a production Hailo-8, Hailo-8L or Hailo-10H"
             )
-        if arch not in ("hailo8", "hailo8l"):
-            self._release_vdevice(self._vdevice)
+        chips = CHIPS_OF_LINE[self.hailort_major]
+        if arch not in chips:
+            other = 5 if self.hailort_major == 4 else 4
+            needs = f"HailoRT {other}.x: install {WHEELS[other]}" if arch in CHIPS_OF_LINE[other] else \
+                "a chip this worker does not support"
             raise ConfigurationError(
-                f"the device reports architecture {arch}; this worker drives Hailo-8/8L with HailoRT 4.x "
-                "(Hailo-10H/15 need HailoRT 5.x)"
+                f"the device {device_id} reports architecture {arch}; HailoRT {self.hailort_version} drives "
+                f"{' and '.join(chips)} only, so this card needs {needs} (one HailoRT line per image; to use "
+                "both kinds of card, run one worker per line with HAILO_DEVICE_IDS)"
             )
         return arch
 
-    def _describe_device(self, board: Any, identify_error: Exception | None) -> dict[str, Any]:
-        """The device as /health and `doctor` report it: chip, firmware, driver, library, PCIe link."""
-        device_id = self._device_id()
+    def describe_card(self, device_id: str, board: Any, identify_error: Exception | None) -> dict[str, Any]:
+        """A card as /health and `doctor` report it: chip, firmware, driver, library, PCIe link."""
+        real = self.device != "emulator"
         info: dict[str, Any] = {
             "device_id": device_id,
             "library_version": self.hailort_version,
-            "driver_version": None if self.device == "emulator" else host_info.driver_version(),
-            "pcie": None if self.device == "emulator" else host_info.pcie_link(device_id),
+            "driver_version": host_info.driver_version(line=self.hailort_major) if real else None,
+            "pcie": host_info.pcie_link(device_id) if real else None,
         }
         if board is None:
             info["identify_error"] = faults.describe(identify_error)
@@ -207,37 +539,6 @@ class Runtime:
             "product_name": str(getattr(board, "product_name", "")).strip(),
             "serial_number": str(getattr(board, "serial_number", "")).strip(),
         }
-
-    def _device_id(self) -> str | None:
-        try:
-            ids = self._hp.Device.scan()
-        except Exception as exc:
-            log.debug("Device.scan failed: %s", faults.describe(exc))
-            return None
-        return str(ids[0]) if ids else None
-
-    def _identify(self) -> Any:
-        """Board information of the device: through the VDevice, else (e.g. with the multi-process
-        service, where the VDevice has no local devices) through a control handle from a scan."""
-        try:
-            return self._vdevice.get_physical_devices()[0].control.identify()
-        except Exception as exc:
-            log.debug("identify through the VDevice failed (%s); scanning", faults.describe(exc))
-        ids = self._hp.Device.scan()
-        if not ids:
-            raise ConfigurationError("no Hailo device found by Device.scan()")
-        device = self._hp.Device(ids[0])
-        try:
-            return device.control.identify()
-        finally:
-            device.release()
-
-    @staticmethod
-    def _release_vdevice(vdevice: Any) -> None:
-        try:
-            vdevice.release()
-        except Exception as exc:  # leaky pybind exceptions (hailort.md §2)
-            log.debug("VDevice.release failed: %s", faults.describe(exc))
 
     def release_configured(self, configured: Any) -> None:
         """Shut a configured model down and drop it; never raises (it may already be dead)."""
@@ -255,7 +556,7 @@ class Runtime:
     def load(
         self, hef_path: Path | str, *, batch_size: int, priority: int, raw_outputs: bool = False
     ) -> DeviceNetwork:
-        """Configure a HEF once and return its `Network`; the same path twice returns the same object.
+        """Configure a HEF once per card and return its `Network`; the same path twice returns the same object.
 
         `raw_outputs`: outputs come in the edges' native integers instead of dequantised float32.
         """
@@ -270,23 +571,36 @@ class Runtime:
         key = path.resolve()
         with self._lock:
             existing = self._networks.get(key)
-            vdevice = self._vdevice
         if existing is not None:
             if (existing.batch_size, existing.priority, existing.raw_outputs) != (batch_size, priority, raw_outputs):
                 raise ConfigurationError(f"{path} is already loaded with another batch size, priority or output format")
             return existing
-        if vdevice is None:
-            raise ConfigurationError(f"cannot load {path.name}: the Hailo device is down ({self._state_down_reason})")
+        up = [card for card in self.cards if card.vdevice is not None]
+        if not up:
+            raise ConfigurationError(f"cannot load {path.name}: every Hailo device is down "
+                                     f"({'; '.join(str(c.down_reason) for c in self.cards)})")
+        built: list[tuple[Card, Any, Any]] = []
+        failing = up[0]
         try:
-            infer_model, inputs, outputs = self._create_infer_model(vdevice, path, batch_size, raw_outputs)
-            group, multi_context = self._group_info(infer_model, path)
-            configured = self._configure(infer_model, batch_size, priority, coalesce=multi_context)
-        except ConfigurationError:
-            raise
+            edges = None
+            for failing in up:
+                infer_model, inputs, outputs = self.create_infer_model(failing.vdevice, path, batch_size, raw_outputs)
+                if edges is None:
+                    edges = (inputs, outputs, *self._group_info(infer_model, path))
+                elif (inputs, outputs) != edges[:2]:
+                    raise ConfigurationError(f"{path.name}: the cards present different edges for the same HEF")
+                configured = self._configure(infer_model, batch_size, priority, coalesce=edges[3])
+                built.append((failing, infer_model, configured))
         except Exception as exc:
+            for card, _, configured in built:
+                card.release_configured(configured)
+            if isinstance(exc, ConfigurationError):
+                raise
+            where = f" on {failing.device_id}" if len(self.cards) > 1 else ""
             raise ConfigurationError(
-                f"cannot configure {path}: {faults.describe(exc)}. {faults.startup_advice(exc)}"
+                f"cannot configure {path}{where}: {faults.describe(exc)}. {faults.startup_advice(exc)}"
             ) from exc
+        inputs, outputs, group, multi_context = edges
         network = DeviceNetwork(
             name=path.stem,
             group=group,
@@ -301,13 +615,16 @@ class Runtime:
             raw_outputs=raw_outputs,
             sessions=self.sessions,
         )
+        for card in self.cards:
+            network.add_lane(card, card.device_id)
         with self._lock:
             self._networks[key] = network
-            self._infer_models[network.name] = infer_model
-        network.attach(configured)
+        for card, infer_model, configured in built:
+            card.keep_infer_model(network.name, infer_model)
+            network.attach(configured, card.device_id)
         return network
 
-    def _create_infer_model(
+    def create_infer_model(
         self, vdevice: Any, path: Path, batch_size: int, raw_outputs: bool
     ) -> tuple[Any, tuple[EdgeInfo, ...], tuple[EdgeInfo, ...]]:
         """create_infer_model + batch + user formats; edges read from the HEF before formats change.
@@ -318,7 +635,7 @@ class Runtime:
         """
         infer_model = vdevice.create_infer_model(str(path))
         infer_model.set_batch_size(batch_size)
-        float32 = self._hp.FormatType.FLOAT32
+        float32 = self.hp.FormatType.FLOAT32
         inputs = []
         for stream in infer_model.inputs:
             native = enum_name(stream.format.type)
@@ -342,9 +659,15 @@ class Runtime:
             user = native if raw_outputs and _quant(stream).scale > 0 else "FLOAT32"
             if user not in USER_DTYPES:
                 raise ConfigurationError(f"{path.name}: output {stream.name} has unsupported type {user}")
-            stream.set_format_type(getattr(self._hp.FormatType, user))
+            stream.set_format_type(getattr(self.hp.FormatType, user))
             outputs.append(_edge(stream, native, user))
         return infer_model, tuple(inputs), tuple(outputs)
+
+    def configure_on(self, vdevice: Any, network: DeviceNetwork) -> tuple[Any, Any]:
+        """(infer model, configured model) of a loaded network on a card's VDevice."""
+        infer_model, _, _ = self.create_infer_model(vdevice, network.path, network.batch_size, network.raw_outputs)
+        configured = self._configure(infer_model, network.batch_size, network.priority, coalesce=network.fill_bursts)
+        return infer_model, configured
 
     def _configure(self, infer_model: Any, batch_size: int, priority: int, *, coalesce: bool) -> Any:
         """configure() plus scheduler priority and, for multi-context models (`coalesce`), a
@@ -376,185 +699,86 @@ class Runtime:
             log.warning("%s: cannot read the network-group info (%s)", path.name, faults.describe(exc))
             return path.stem.replace(".", "_"), True
 
-    def configure(self, network: DeviceNetwork) -> Any:
-        """Host hook: a fresh configured model for `network` on the current VDevice (after a failure)."""
-        with self._lock:
-            vdevice = self._vdevice
-        if vdevice is None:
-            raise ServiceUnavailable("the Hailo device is down")
-        infer_model, _, _ = self._create_infer_model(vdevice, network.path, network.batch_size, network.raw_outputs)
-        configured = self._configure(infer_model, network.batch_size, network.priority, coalesce=network.fill_bursts)
-        with self._lock:
-            self._infer_models[network.name] = infer_model
-        return configured
-
-    # ---- availability and recovery ----
+    # ---- availability ----
 
     def check_available(self) -> None:
-        """Host hook: fail fast while the device is down or the runtime closed."""
-        if self._closed:
+        """Fail fast while no card can serve: the runtime closed, or every card rebuilding."""
+        if self.closed:
             raise ServiceUnavailable("the Hailo runtime is closed")
-        reason = self._state_down_reason
-        if reason is not None:
-            raise ServiceUnavailable(f"the Hailo device is recovering: {reason}")
-
-    def device_failed(self, reason: str) -> None:
-        """Host hook: release everything and rebuild the VDevice in the background (once at a time)."""
-        with self._lock:
-            if self._closed or self._rebuild_thread is not None:
-                return
-            self._state_down_reason = reason
-            thread = self._rebuild_thread = threading.Thread(target=self._rebuild, name="hailo-rebuild", daemon=True)
-        log.error("Hailo device failure (%s): releasing and rebuilding the VDevice", reason)
-        thread.start()
-
-    def _rebuild(self) -> None:
-        with self._lock:
-            networks = list(self._networks.values())
-            old_vdevice, self._vdevice = self._vdevice, None
-        down = ServiceUnavailable(f"the Hailo device is recovering: {self._state_down_reason}")
-        for network in networks:
-            old = network.detach(down)
-            if old is not None:
-                self.release_configured(old)
-        with self._lock:
-            self._infer_models.clear()
-        if old_vdevice is not None:
-            self._release_vdevice(old_vdevice)
-        attempt = 0
-        while not self._stop.is_set():
-            try:
-                self._reopen(networks)
-                log.warning("Hailo device rebuilt after %d failed attempt(s)", attempt)
-                return
-            except Exception as exc:
-                delay = self._backoff[min(attempt, len(self._backoff) - 1)]
-                attempt += 1
-                with self._lock:
-                    self._state_down_reason = f"rebuild attempt {attempt} failed: {faults.describe(exc)}"
-                log.warning("Hailo rebuild attempt %d failed (%s); retrying in %.1f s", attempt, faults.describe(exc), delay)
-                self._stop.wait(delay)
-        with self._lock:
-            self._rebuild_thread = None
-
-    def _reopen(self, networks: list[DeviceNetwork]) -> None:
-        """One rebuild attempt: a new VDevice and every network configured on it, or nothing."""
-        vdevice = self._open_vdevice()
-        built: list[tuple[DeviceNetwork, Any, Any]] = []
-        try:
-            for network in networks:
-                infer_model, _, _ = self._create_infer_model(vdevice, network.path, network.batch_size, network.raw_outputs)
-                configured = self._configure(
-                    infer_model, network.batch_size, network.priority, coalesce=network.fill_bursts
-                )
-                built.append((network, infer_model, configured))
-        except Exception:
-            for _, _, configured in built:
-                self.release_configured(configured)
-            self._release_vdevice(vdevice)
-            raise
-        with self._lock:
-            if self._closed:
-                closed = True
-            else:
-                closed = False
-                self._vdevice = vdevice
-                self._infer_models = {n.name: im for n, im, _ in built}
-        if closed:
-            for _, _, configured in built:
-                self.release_configured(configured)
-            self._release_vdevice(vdevice)
-            return
-        for network, _, configured in built:
-            network.attach(configured)
-        with self._lock:
-            self._rebuilds += 1
-            self._state_down_reason = None
-            self._rebuild_thread = None
+        reasons = [c.down_reason for c in self.cards]
+        if all(r is not None for r in reasons):
+            raise ServiceUnavailable(f"the Hailo device is recovering: {'; '.join(map(str, reasons))}")
 
     # ---- observation ----
 
     def health(self) -> dict[str, Any]:
-        """State for /health: "healthy", "degraded" (a network is recovering) or "down"."""
-        networks = {n.name: n.stats() for n in self._loaded()}
-        reason = self._state_down_reason
-        if self._closed:
+        """State for /health: "healthy", "degraded" (a card or a network is recovering, others serve)
+        or "down" (closed, or every card rebuilding)."""
+        loaded = self.loaded()
+        networks = {n.name: n.stats() for n in loaded}
+        cards = [c.health(loaded) for c in self.cards]
+        down = [c for c in cards if c["state"] == "down"]
+        if self.closed:
             state, reason = "down", "closed"
-        elif reason is not None:
+        elif len(down) == len(cards):
             state = "down"
+            reason = "; ".join(c["reason"] for c in down) if len(cards) == 1 else "; ".join(
+                f"{c['device_id']}: {c['reason']}" for c in down)
         else:
             troubled = [n for n in networks.values() if n["state"] != "ready"]
-            state = "degraded" if troubled else "healthy"
-            reason = "; ".join(f"{n['name']}: {n['state']} ({n['last_error']})" for n in troubled) or None
+            problems = [f"device {c['device_id']}: down ({c['reason']})" for c in down]
+            problems += [f"{n['name']}: {n['state']} ({n['last_error']})" for n in troubled]
+            state = "degraded" if problems else "healthy"
+            reason = "; ".join(problems) or None
+        temperatures = [c["temperature_c"] for c in cards if c["temperature_c"] is not None]
         return {
             "state": state,
             "reason": reason,
             "arch": self.arch,
             "device": self.device,
             "device_info": self.device_info,
-            "hefs": {n.name: n.describe() for n in self._loaded()},
+            "devices": cards,
+            "hefs": {n.name: n.describe() for n in loaded},
             "hailort_version": self.hailort_version,
-            "temperature_c": self._chip_temperature(),
-            "rebuilds": self._rebuilds,
+            "temperature_c": max(temperatures) if temperatures else None,
+            "rebuilds": sum(c.rebuilds for c in self.cards),
             "search_sessions": self.sessions.stats(),
             "networks": networks,
         }
 
-    def _chip_temperature(self) -> float | None:
-        """The hotter of the chip's two sensors, sampled at most every TEMPERATURE_INTERVAL_S.
-
-        None when the device is down or HailoRT cannot say (e.g. through the multi-process service,
-        where the VDevice has no local devices); a failure is never an error for /health.
-        """
-        sampled_at, degrees = self._temperature
-        now = time.monotonic()
-        if now - sampled_at < TEMPERATURE_INTERVAL_S:
-            return degrees
-        with self._lock:
-            vdevice = None if self._closed else self._vdevice
-        degrees = None
-        if vdevice is not None:
-            try:
-                reading = vdevice.get_physical_devices()[0].control.get_chip_temperature()
-                degrees = round(float(max(reading.ts0_temperature, reading.ts1_temperature)), 2)
-            except Exception as exc:
-                log.debug("chip temperature unavailable: %s", faults.describe(exc))
-        self._temperature = (now, degrees)
-        return degrees
-
     def stats(self) -> dict[str, Any]:
-        """Counters per network (frames, bursts, burst sizes, busy and queue-wait seconds) for /metrics."""
+        """Counters per network (frames, bursts, burst sizes, busy and queue-wait seconds) and per card."""
+        loaded = self.loaded()
         return {
-            "rebuilds": self._rebuilds,
+            "rebuilds": sum(c.rebuilds for c in self.cards),
             "search_sessions": self.sessions.stats(),
-            "networks": {n.name: n.stats() for n in self._loaded()},
+            "networks": {n.name: n.stats() for n in loaded},
+            "devices": {c.device_id: c.health(loaded) for c in self.cards},
         }
 
-    def _loaded(self) -> list[DeviceNetwork]:
+    def loaded(self) -> list[DeviceNetwork]:
         with self._lock:
             return list(self._networks.values())
 
     def close(self) -> None:
-        """Drop every configured model, then release the VDevice. Idempotent."""
+        """Drop every configured model, then release every card. Idempotent."""
         with self._lock:
-            if self._closed:
+            if self.closed:
                 return
-            self._closed = True
-            self._stop.set()
-            rebuild = self._rebuild_thread
+            self.closed = True
+            self.stopping.set()
             networks = list(self._networks.values())
-        if rebuild is not None:
-            rebuild.join(timeout=10)
+        for card in self.cards:
+            card.join_rebuild(timeout=10)
+        by_id = {card.device_id: card for card in self.cards}
         for network in networks:
-            old = network.close()
-            if old is not None:
-                self.release_configured(old)
-        with self._lock:
-            vdevice, self._vdevice = self._vdevice, None
-            self._infer_models.clear()
-        if vdevice is not None:
-            self._release_vdevice(vdevice)
-        log.info("Hailo runtime closed: %d network(s) shut down, device released", len(networks))
+            for device_id, old in network.close():
+                if old is not None:
+                    by_id[device_id].release_configured(old)
+        for card in self.cards:
+            card.close()
+        released = "device released" if len(self.cards) == 1 else f"{len(self.cards)} devices released"
+        log.info("Hailo runtime closed: %d network(s) shut down, %s", len(networks), released)
 
 
 def describe_hef(path: Path | str) -> list[dict[str, Any]]:

@@ -26,9 +26,10 @@ class ProvisionError(Exception):
 
 
 def check_header(path: Path, arch: str | None) -> hef_header.HefHeader:
-    """Raise unless `path` is a complete HEF that a device of `arch` accepts (any chip if None)."""
+    """Raise unless `path` is a complete HEF that a device of `arch` accepts (any chip if None),
+    by the size rule of the HailoRT line that drives `arch`."""
     try:
-        header = hef_header.read_header(path)
+        header = hef_header.read_header(path, hailort_major=hef_header.HAILORT_MAJOR_OF_BUILD.get(arch or "", 4))
     except hef_header.HefFormatError as exc:
         raise ProvisionError(f"{path}: {exc}") from None
     if arch and header.hw_arch and not hef_header.accepted_by(arch, header.hw_arch):

@@ -363,18 +363,19 @@ def write_stand_in_models(
     models_dir: Path,
     backend_id: str,
     *,
-    arch: str = "hailo8",
+    arch: str | None = None,
     channels: str = "rgb",
     positions: bool = True,
     per_token: bool | None = None,
 ) -> list[Path]:
     """Write one backend's emulated HEF pair and host files (a variant when asked); register the computes."""
-    from ml_target.hailo.emulator.models_dir import edge_json, write_hef
+    from ml_target.hailo.emulator.models_dir import default_build, edge_json, write_hef
 
     register()
     backend = BACKENDS[backend_id]
     models_dir = Path(models_dir)
-    image_spec, text_spec = backend.image_network, backend.text_network
+    arch = arch or default_build()
+    image_spec, text_spec = backend.image_network.for_arch(arch), backend.text_network.for_arch(arch)
     image = write_hef(models_dir / f"{image_spec.hef}.hef", spec=image_spec, hw_arch=arch,
                       compute={"kind": "callable", "name": image_compute_name(backend_id, channels)})
     outputs = [dict(edge_json(text_spec, text_spec.outputs[0]), shape=list(text_output_shape(backend_id, per_token=per_token)))]
@@ -384,7 +385,7 @@ def write_stand_in_models(
     return [image, text, write_host_assets(models_dir, backend_id)]
 
 
-def write_emulated_clip_models(models_dir: Path, arch: str = "hailo8") -> list[Path]:
+def write_emulated_clip_models(models_dir: Path, arch: str | None = None) -> list[Path]:
     """Every backend's stand-in HEFs and host files: the smart-search part of an emulated models dir."""
     written: list[Path] = []
     for backend_id in BACKENDS:

@@ -18,7 +18,7 @@ from ml_target.testing.ocr_networks import ocrspine_file
 from ml_target.text.ocr_dictionary import DICTIONARY_FILE
 
 
-def write_emulated_models_dir(directory: Path, arch: str = "hailo8") -> list[Path]:
+def write_emulated_models_dir(directory: Path, arch: str | None = None) -> list[Path]:
     """Write every HEF of `ml_target.networks.NETWORKS` plus the host-side files the tasks load.
 
     SCRFD and ArcFace get the face stand-ins instead of synthetic outputs, so faces in photographs

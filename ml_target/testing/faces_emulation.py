@@ -192,19 +192,21 @@ def register() -> None:
         register_compute(_compute_name(NETWORKS[hef]), arcface_compute(NETWORKS[hef]))
 
 
-def write_face_models(models_dir: Path, arch: str = "hailo8", layout: str = "anchor-major") -> list[Path]:
+def write_face_models(models_dir: Path, arch: str | None = None, layout: str = "anchor-major") -> list[Path]:
     """Write emulated HEFs for every SCRFD and ArcFace network backed by the stand-ins; register them.
 
     `layout="channel-major"` writes the detectors with the broken head layout (see `encode_heads`).
     """
-    from ml_target.hailo.emulator.models_dir import write_hef
+    from ml_target.hailo.emulator.models_dir import default_build, write_hef
+
+    arch = arch or default_build()
 
     register()
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for hef in DETECTORS + RECOGNISERS:
-        spec = NETWORKS[hef]
+        spec = NETWORKS[hef].for_arch(arch)
         path = models_dir / f"{hef}.hef"
         name = _compute_name(spec, layout if hef in DETECTORS else "anchor-major")
         write_hef(path, spec=spec, compute={"kind": "callable", "name": name}, hw_arch=arch)

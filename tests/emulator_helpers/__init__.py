@@ -7,6 +7,7 @@ received exactly its own frame's result.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +17,10 @@ from ml_target.hailo import emulator
 from ml_target.hailo.emulator.hailo_platform import HailoSchedulingAlgorithm, VDevice
 from ml_target.hailo.emulator.models_dir import write_hef
 
+# The chip the suite runs on (`pytest --emulated-arch`, tests/conftest.py) and its timing profile.
+ARCH = os.environ.get("ML_TARGET_TEST_ARCH", "hailo8")
+PROFILE = ARCH
+LIBRARY = "5.3.0" if ARCH == "hailo10h" else "4.23.0"  # the emulated HailoRT that drives it
 U8 = {"scale": 1.0, "zp": 0.0, "min": 0.0, "max": 255.0}
 AFFINE = "emulator_test_affine"
 IDENTITY = "emulator_test_identity"
@@ -46,7 +51,7 @@ def write_net(
     out_quant: dict | None = None,
     compute: str = AFFINE,
     timing: tuple[float, float] = (0.0, 0.0),
-    hw_arch: str = "hailo8",
+    hw_arch: str = ARCH,
     multi_context: bool = False,
     max_queue_size: int | None = None,
 ) -> str:
@@ -59,7 +64,7 @@ def write_net(
         outputs=[{"name": f"{group}/out", "shape": list(shape), "type": out_type, "order": order,
                   "quant": out_quant or U8}],
         compute={"kind": "callable", "name": compute},
-        timing_ms={"hailo8": list(timing), "hailo8l": [2 * timing[0], 2 * timing[1]]},
+        timing_ms={"hailo8": list(timing), "hailo8l": [2 * timing[0], 2 * timing[1]], "hailo10h": list(timing)},
         hw_arch=hw_arch,
         multi_context=multi_context,
         max_queue_size=max_queue_size,

@@ -16,11 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ml_target.hailo.emulator.buffers import frame_size
-from ml_target.hailo.emulator.device import (
-    ModelState,
-    SimulatedDevice,
-    simulated_device,
-)
+from ml_target.hailo.emulator.device import ModelState, SimulatedDevice
 from ml_target.hailo.emulator.exceptions import (
     ExceptionWrapper,
     HailoRTException,
@@ -105,7 +101,7 @@ class ConfiguredInferModel:
             return self
 
     def __init__(self, model: ModelState, infer_model) -> None:
-        device = simulated_device()
+        device = infer_model._vdevice.card
         self._configured_infer_model: _Impl | None = _Impl(device, model)
         self._input_names = infer_model.input_names
         self._output_names = infer_model.output_names

@@ -1,11 +1,18 @@
-"""The simulated Hailo device: one per process, one network burst at a time, on its own thread.
+"""The simulated Hailo devices: one emulated host with N cards, each running one network burst at a
+time on its own thread.
 
-Configured models queue frames here. The device thread picks the next model with HailoRT's
-ROUND_ROBIN decision (`scheduler.py`), or the manually activated model when there is no scheduler,
-takes up to a batch of its frames, computes them, and holds the device for the modelled burst
-time `a + b*B` (+ a switch penalty when the network changes), minus the CPU time compute already
-took. Results are quantised into the callers' buffers and jobs complete on each model's callback
-thread. Faults, profiles and counters are steered through `controller.DeviceController`.
+Configured models queue frames on their card. The card's thread picks the next model with
+HailoRT's ROUND_ROBIN decision (`scheduler.py`), or the manually activated model when there is no
+scheduler, takes up to a batch of its frames, computes them, and holds the card for the modelled
+burst time `a + b*B` (+ a switch penalty when the network changes), minus the CPU time compute
+already took. Results are quantised into the callers' buffers and jobs complete on each model's
+callback thread. The cards of the host (`Machine`) have their own chip, timing profile, faults,
+counters and driver; they are steered through `controller.DeviceController`.
+
+Which HailoRT line may open a card follows HailoRT itself: 4.x drives Hailo-8/8L only ("Hailo1X
+Devices are only supported in versions 5.0.0 and above", vdevice.cpp @ v4.23.0) and 5.x the
+Hailo-10H only ("Hailo8 devices are only supported in versions 4.x.x and earlier", pcie_device.cpp
+@ v5.2.0); the emulated `hailo_platform` module of each line passes its line to every call here.
 """
 
 from __future__ import annotations
@@ -31,12 +38,20 @@ from ml_target.hailo.emulator.scheduler import Candidate, RoundRobin
 
 LOG = logging.getLogger("hailort")
 
-PROFILES = ("hailo8", "hailo8l", "none")
-ARCHITECTURES = ("hailo8", "hailo8l", "hailo8_a0")  # A0: a pre-production Hailo-8 that runs no HEF
+PROFILES = ("hailo8", "hailo8l", "hailo10h", "none")
+ARCHITECTURES = ("hailo8", "hailo8l", "hailo8_a0", "hailo10h")  # A0: a pre-production Hailo-8 that runs no HEF
 SWITCH_PENALTY_MS = 0.5
 DEVICE_ID = "0000:01:00.0"
-LIBRARY_VERSION = "4.23.0"
+# The emulated library of each HailoRT line; its driver (hailo_pci 4.x, hailo1x_pci 5.x) must match.
+LIBRARY_VERSIONS = {4: "4.23.0", 5: "5.3.0"}
+LIBRARY_VERSION = LIBRARY_VERSIONS[4]
+LINE_OF_ARCH = {"hailo8": 4, "hailo8l": 4, "hailo8_a0": 4, "hailo10h": 5}
 SHUTDOWN_WAIT_S = 10.0
+
+
+def device_id(index: int) -> str:
+    """PCIe BDF of the `index`-th emulated card: 0000:01:00.0, 0000:02:00.0, ..."""
+    return f"0000:{index + 1:02x}:00.0"
 
 
 _keys = itertools.count(1)
@@ -67,6 +82,7 @@ class ModelState:
     last_run: float = field(default_factory=time.monotonic)
     aborted: int = 0
     callbacks: CallbackWorker | None = None
+    constant: dict | None = None  # outputs of a compute that reads no input, in the user formats
 
     @property
     def network(self) -> str:
@@ -78,16 +94,18 @@ class ModelState:
 
 
 class SimulatedDevice:
-    """Process-global device state. All mutable state is guarded by `self.cond`."""
+    """One emulated card. All mutable state is guarded by `self.cond`."""
 
-    def __init__(self) -> None:
+    def __init__(self, device_id: str = DEVICE_ID, architecture: str = "hailo8") -> None:
+        self.device_id = device_id
         self.cond = threading.Condition()
         self.faults = Faults()
         self.counters = Counters()
         self.profile = "hailo8"
-        self.architecture = "hailo8"
+        self.architecture = architecture
         self.idle_optimisation = _idle_optimisation_default()
-        self.driver_version = LIBRARY_VERSION
+        self.driver_version = LIBRARY_VERSIONS[self.line]
+        self.sessions_opened = 0  # control sessions (a Device per call on a Hailo-10H opens an RPC session)
         self.vanished = False
         self.generation = 0
         self._holder: list | None = None  # [group_id, refcount]
@@ -100,16 +118,32 @@ class SimulatedDevice:
 
     # -- physical device ownership -------------------------------------------------------------
 
-    def acquire(self, group_id: str) -> int:
-        """Take (or share, for the same non-UNIQUE group) the one physical device; returns its generation."""
+    @property
+    def line(self) -> int:
+        """The HailoRT major version that drives this chip (4 for Hailo-8/8L, 5 for Hailo-10H)."""
+        return LINE_OF_ARCH[self.architecture]
+
+    def check_line(self, line: int) -> None:
+        """Refuse a library of the other HailoRT line, with HailoRT's own message."""
+        if line == self.line:
+            return
+        if line == 4:
+            raise StatusError(Status.HAILO_NOT_SUPPORTED,
+                              "Hailo1X Devices are only supported in versions 5.0.0 and above. ")
+        raise StatusError(Status.HAILO_NOT_SUPPORTED, "Hailo8 devices are only supported in versions 4.x.x and earlier")
+
+    def acquire(self, group_id: str, line: int = 4) -> int:
+        """Take (or share, for the same non-UNIQUE group) this card; returns its generation."""
         with self.cond:
             if self.vanished:
                 raise StatusError(Status.HAILO_OUT_OF_PHYSICAL_DEVICES,
                                   "Failed to create vdevice. there are not enough free devices. requested: 1, found: 0")
-            if self.driver_version != LIBRARY_VERSION:
+            self.check_line(line)
+            library = LIBRARY_VERSIONS[line]
+            if self.driver_version != library:
                 raise StatusError(Status.HAILO_INVALID_DRIVER_VERSION,
                                   f"Driver version ({self.driver_version}) is different from library version "
-                                  f"({LIBRARY_VERSION})")
+                                  f"({library})")
             if self._holder is None:
                 self._holder = [group_id, 1]
             elif group_id != "UNIQUE" and self._holder[0] == group_id:
@@ -119,6 +153,11 @@ class SimulatedDevice:
                                   "Failed to create vdevice. there are not enough free devices. requested: 1, found: 0")
             return self.generation
 
+    def held_by(self, group_id: str) -> bool:
+        """Whether a VDevice of this (non-UNIQUE) group holds the card."""
+        with self.cond:
+            return group_id != "UNIQUE" and self._holder is not None and self._holder[0] == group_id
+
     def release(self, generation: int) -> None:
         with self.cond:
             if generation == self.generation and self._holder is not None:
@@ -126,12 +165,21 @@ class SimulatedDevice:
                 if self._holder[1] <= 0:
                     self._holder = None
 
+    @property
+    def lost_status(self) -> int:
+        """What calls on a vanished card fail with: the driver ioctl error of a lost PCIe device
+        (36) under 4.x; under 5.x the driver maps ENXIO to 96 HAILO_DEVICE_NOT_CONNECTED
+        (driver_os_specific.cpp @ v5.2.0)."""
+        return Status.HAILO_DRIVER_OPERATION_FAILED if self.line == 4 else Status.HAILO_DEVICE_NOT_CONNECTED
+
     def check_alive(self, generation: int) -> None:
-        """Calls on a vanished device fail like a lost PCIe device; stale handles after a restore
-        find their connection closed."""
+        """Calls on a vanished card fail like a lost PCIe device; stale handles after a restore
+        find their connection closed (4.x), or their RPC session gone (a Hailo-10H: 77)."""
         if self.vanished:
-            raise StatusError(Status.HAILO_DRIVER_OPERATION_FAILED, "Device is not responding (emulated device vanished)")
+            raise StatusError(self.lost_status, "Device is not responding (emulated device vanished)")
         if generation != self.generation:
+            if self.line == 5:
+                raise StatusError(Status.HAILO_RPC_FAILED, "RPC session belongs to a device that was reset")
             raise StatusError(Status.HAILO_COMMUNICATION_CLOSED, "Device handle belongs to a device that was reset")
 
     # -- configured models ---------------------------------------------------------------------
@@ -144,7 +192,8 @@ class SimulatedDevice:
             if model.scheduled:
                 self._rr.add(model.key, model.priority)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="hailo-emulated-device", daemon=True)
+                self._thread = threading.Thread(target=self._run, name=f"hailo-emulated-device-{self.device_id}",
+                                                daemon=True)
                 self._thread.start()
 
     def set_scheduler_params(self, model: ModelState, *, priority: int | None = None, threshold: int | None = None,
@@ -240,7 +289,7 @@ class SimulatedDevice:
     def vanish(self) -> None:
         with self.cond:
             self.vanished = True
-            self._invalidate(Status.HAILO_DRIVER_OPERATION_FAILED)
+            self._invalidate(self.lost_status)
 
     def restore(self) -> None:
         with self.cond:
@@ -317,7 +366,7 @@ class SimulatedDevice:
         device_s = (busy_ms + (switch_ms if switched else 0.0)) / 1000.0
         self._interrupt.wait(max(0.0, device_s - host_s) + stall_s)
         with self.cond:
-            lost = Status.HAILO_DRIVER_OPERATION_FAILED if self.vanished else model.aborted
+            lost = self.lost_status if self.vanished else model.aborted
             if lost:
                 statuses = [lost] * len(frames)
             self.counters.record(model.network, len(frames), busy_ms, host_s * 1000.0,
@@ -356,16 +405,24 @@ class SimulatedDevice:
 
     def _compute(self, model: ModelState, frames: list[Frame]) -> dict[str, np.ndarray]:
         """Run the burst's compute and convert the outputs to each edge's user format (all of the
-        host work, so that the modelled device time can be slept net of it)."""
+        host work, so that the modelled device time can be slept net of it). A compute that reads
+        no input (`ConstantCompute`) is converted once per configured model."""
+        if not getattr(model.compute, "reads_inputs", True):
+            if model.constant is None:
+                blank = {edge.name: np.zeros((1, *edge.shape), np.float32) for edge in model.desc.inputs}
+                model.constant = self._convert(model, model.compute(blank), 1)
+            return {name: np.broadcast_to(v, (len(frames), *v.shape[1:])) for name, v in model.constant.items()}
         inputs = {
             edge.name: np.stack([read_input(f.inputs[edge.name], edge, model.user_types[edge.name]) for f in frames])
             for edge in model.desc.inputs
         }
-        outputs = model.compute(inputs)
+        return self._convert(model, model.compute(inputs), len(frames))
+
+    def _convert(self, model: ModelState, outputs: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
         converted = {}
         for edge in model.desc.outputs:
             got = outputs.get(edge.name)
-            expected = (len(frames), *edge.shape)
+            expected = (batch, *edge.shape)
             if got is None or tuple(np.shape(got)) != expected:
                 raise StatusError(Status.HAILO_INTERNAL_FAILURE,
                                   f"compute returned {None if got is None else np.shape(got)} for {edge.name}, "
@@ -378,33 +435,110 @@ class SimulatedDevice:
     def snapshot(self) -> dict:
         with self.cond:
             snap = self.counters.snapshot()
-            snap.update(profile=self.profile, architecture=self.architecture, vanished=self.vanished,
-                        configured_models=len(self._models))
+            snap.update(device_id=self.device_id, profile=self.profile, architecture=self.architecture,
+                        vanished=self.vanished, configured_models=len(self._models),
+                        sessions_opened=self.sessions_opened)
             return snap
 
     def burst_log(self) -> list[tuple[str, int]]:
         with self.cond:
             return list(self.counters.log)
 
-    def reset(self) -> None:
+    def reset(self, architecture: str = "hailo8") -> None:
+        """Defaults again (faults, counters, timing, driver); open handles keep working."""
         with self.cond:
             self.faults.clear()
             self.counters = Counters()
-            self.profile = "hailo8"
-            self.architecture = "hailo8"
-            self.driver_version = LIBRARY_VERSION
+            self.architecture = architecture
+            self.profile = architecture if architecture in PROFILES else "hailo8"
+            self.driver_version = LIBRARY_VERSIONS[self.line]
             self.idle_optimisation = _idle_optimisation_default()
+            self.sessions_opened = 0
             self._current = None
 
+    def retire(self) -> None:
+        """Taken out of the host: handles die as on a lost card and `scan()` no longer lists it."""
+        with self.cond:
+            self._invalidate(self.lost_status)
+            self._interrupt.clear()
 
-_device: SimulatedDevice | None = None
-_device_lock = threading.Lock()
+
+class Machine:
+    """The emulated host: its cards in `scan()` order (HailoRT lists them in directory order, not
+    sorted), and the defaults `reset()` returns to. Cards taken out are kept for reuse, so their
+    threads do not pile up over a test session."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.default_chips: tuple[str, ...] = ("hailo8",)
+        self.devices: list[SimulatedDevice] = [SimulatedDevice(device_id(0), "hailo8")]
+        self._spare: list[SimulatedDevice] = []
+
+    def set_devices(self, chips: list[str] | tuple[str, ...], ids: list[str] | tuple[str, ...] | None = None) -> None:
+        """Cards of these chips (ids 0000:01:00.0, ... unless given). A card whose id and chip stay
+        the same is left as it is (open handles keep working); any other is reset."""
+        for chip in chips:
+            if chip not in ARCHITECTURES:
+                raise ValueError(f"unknown architecture {chip!r}; use one of {ARCHITECTURES}")
+        ids = list(ids) if ids is not None else [device_id(i) for i in range(len(chips))]
+        if not chips or len(ids) != len(chips) or len(set(ids)) != len(ids):
+            raise ValueError("give at least one chip and one distinct id per chip")
+        with self.lock:
+            old = {d.device_id: d for d in self.devices}
+            cards: list[SimulatedDevice | None] = []
+            for chip, identity in zip(chips, ids):
+                current = old.pop(identity, None)
+                if current is not None and current.architecture != chip:
+                    current.retire()
+                    self._spare.append(current)
+                    current = None
+                cards.append(current)
+            for gone in old.values():
+                gone.retire()
+                self._spare.append(gone)
+            for position, (chip, identity) in enumerate(zip(chips, ids)):
+                if cards[position] is not None:
+                    continue
+                card = self._spare.pop() if self._spare else SimulatedDevice(identity, chip)
+                with card.cond:
+                    card.device_id = identity
+                    card.vanished = False
+                card.reset(chip)
+                cards[position] = card
+            self.devices = [card for card in cards if card is not None]
+
+    def get(self, identity: str) -> SimulatedDevice | None:
+        with self.lock:
+            return next((d for d in self.devices if d.device_id == identity), None)
+
+    def scan(self) -> list[str]:
+        with self.lock:
+            return [d.device_id for d in self.devices if not d.vanished]
+
+    def cards(self) -> list[SimulatedDevice]:
+        with self.lock:
+            return list(self.devices)
+
+    def reset(self) -> None:
+        """The default cards again, each with default settings."""
+        self.set_devices(list(self.default_chips))
+        for card in self.cards():
+            card.reset(card.architecture)
+
+
+_machine: Machine | None = None
+_machine_lock = threading.Lock()
+
+
+def machine() -> Machine:
+    """The process-global emulated host, created on first use."""
+    global _machine
+    with _machine_lock:
+        if _machine is None:
+            _machine = Machine()
+        return _machine
 
 
 def simulated_device() -> SimulatedDevice:
-    """The process-global device, created on first use."""
-    global _device
-    with _device_lock:
-        if _device is None:
-            _device = SimulatedDevice()
-        return _device
+    """The first card of the emulated host."""
+    return machine().cards()[0]

@@ -110,9 +110,17 @@ STATUS_NAMES: dict[int, str] = {
     92: "HAILO_HEF_NOT_SUPPORTED",
     93: "HAILO_HEF_NOT_COMPATIBLE_WITH_DEVICE",
 }
+# HailoRT 5.x adds four codes (include/hailo/hailort.h @ v5.2.0): 94 since 5.0.0, 95-97 since 5.1.0.
+STATUS_NAMES_5: dict[int, str] = {
+    **STATUS_NAMES,
+    94: "HAILO_INVALID_HEF_USE",
+    95: "HAILO_OPERATION_ABORTED",
+    96: "HAILO_DEVICE_NOT_CONNECTED",
+    97: "HAILO_DEVICE_TEMPORARILY_UNAVAILABLE",
+}
 
-Status = IntEnum("Status", {name: code for code, name in STATUS_NAMES.items()})
-"""libhailort's status codes by name (`Status.HAILO_QUEUE_IS_FULL == 82`)."""
+Status = IntEnum("Status", {name: code for code, name in STATUS_NAMES_5.items()})
+"""libhailort's status codes by name (`Status.HAILO_QUEUE_IS_FULL == 82`), of both lines."""
 
 
 class HailoRTException(Exception):
@@ -199,6 +207,16 @@ class HailoRTStatusException(Exception):
     unwrapped calls (the `HEF.get_*_vstream_infos()` family, `VStreamInfo.nms_shape`) leak it."""
 
 
+class HailoRTStatusException5(HailoRTException):
+    """HailoRT 5.x's raw status exception: pybind registers it with `HailoRTException` as its base
+    (`py::register_exception<HailoRTStatusException>(m, "HailoRTStatusException", hailo_rt_exception)`,
+    pyhailort.cpp @ v5.2.0), so the same leaks are `HailoRTException`s there."""
+
+
+HailoRTStatusException5.__name__ = HailoRTStatusException5.__qualname__ = "HailoRTStatusException"
+STATUS_EXCEPTIONS: dict[int, type[Exception]] = {4: HailoRTStatusException, 5: HailoRTStatusException5}
+
+
 class StatusError(Exception):
     """Internal: a libhailort status with the detail HailoRT would write to hailort.log."""
 
@@ -246,17 +264,18 @@ _SPECIFIC: dict[str, tuple[type[HailoRTException], str]] = {
 }
 
 
-def status_name(code: int) -> str:
-    """HailoRT's name for a status code (`HAILO_QUEUE_IS_FULL` for 82)."""
+def status_name(code: int, line: int = 5) -> str:
+    """HailoRT's name for a status code (`HAILO_QUEUE_IS_FULL` for 82) in the given line's table."""
     try:
-        return STATUS_NAMES[code]
+        return (STATUS_NAMES if line == 4 else STATUS_NAMES_5)[code]
     except KeyError:
         raise HailoStatusInvalidValueException(f"Value {code} is not a valid status") from None
 
 
-def exception_from_status(code: int) -> HailoRTException:
-    """The exception pyhailort's `ExceptionWrapper.create_exception_from_status` builds for `code`."""
-    name = status_name(code)
+def exception_from_status(code: int, line: int = 4) -> HailoRTException:
+    """The exception pyhailort's `ExceptionWrapper.create_exception_from_status` builds for `code`
+    (4.23's table by default, as the 4.23 module exports it; the 5.x codes only with `line=5`)."""
+    name = status_name(code, line)
     if name in _SPECIFIC:
         cls, message = _SPECIFIC[name]
         return cls(message)
@@ -267,7 +286,7 @@ def to_hailort(error: StatusError) -> HailoRTException:
     """Map an internal status error to the public exception, logging the detail like hailort.log."""
     if error.detail:
         LOG.error("%s (status %d %s)", error.detail, error.code, status_name(error.code))
-    exc = exception_from_status(error.code)
+    exc = exception_from_status(error.code, line=5)  # the emulated cards raise 94-97 only under 5.x
     exc.__cause__ = error
     return exc
 

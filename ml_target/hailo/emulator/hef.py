@@ -6,7 +6,7 @@ Names and shapes follow HailoRT: network group `<ng>`, network `<ng>/<ng>`, vstr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ml_target.hailo.emulator import hef_format
 from ml_target.hailo.emulator.enums import (
@@ -19,7 +19,7 @@ from ml_target.hailo.emulator.exceptions import (
     ExceptionWrapper,
     HailoRTException,
     HailoRTInvalidHEFException,
-    HailoRTStatusException,
+    STATUS_EXCEPTIONS,
     Status,
     StatusError,
 )
@@ -52,10 +52,11 @@ class VStreamInfo:
     format: HailoFormat
     shape: tuple[int, ...]
     quant_info: QuantInfo
+    line: int = field(default=4, repr=False, compare=False)  # the HailoRT line whose raw exception leaks
 
     @property
     def nms_shape(self):
-        raise HailoRTStatusException(str(6), "Trying to get nms_shape of a non-NMS vstream")
+        raise STATUS_EXCEPTIONS[self.line](str(6), "Trying to get nms_shape of a non-NMS vstream")
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def quant_of(edge: EdgeDesc) -> QuantInfo:
     return QuantInfo(edge.zp, edge.scale, edge.min, edge.max)
 
 
-def vstream_info(edge: EdgeDesc, network: str, direction: HailoStreamDirection) -> VStreamInfo:
+def vstream_info(edge: EdgeDesc, network: str, direction: HailoStreamDirection, line: int = 4) -> VStreamInfo:
     return VStreamInfo(
         name=edge.name,
         network_name=network,
@@ -80,6 +81,7 @@ def vstream_info(edge: EdgeDesc, network: str, direction: HailoStreamDirection) 
         format=HailoFormat(FormatType[edge.type], FormatOrder[edge.order]),
         shape=edge.shape,
         quant_info=quant_of(edge),
+        line=line,
     )
 
 
@@ -95,7 +97,9 @@ def load_desc(hef_source: str | bytes) -> HefDesc:
 
 
 class HEF:
-    """An emulated HEF. No device is needed to parse it."""
+    """An emulated HEF. No device is needed to parse it. `_line`: the HailoRT line of the module."""
+
+    _line = 4
 
     def __init__(self, hef_source: str | bytes) -> None:
         self._desc = load_desc(hef_source)
@@ -112,7 +116,9 @@ class HEF:
     def _check_name(self, name: str | None) -> None:
         """The leaky (unwrapped) getters raise the raw pybind exception on an unknown name."""
         if name not in (None, self._desc.network_group, self._network):
-            raise HailoRTStatusException(str(Status.HAILO_NOT_FOUND), f"Network group or network {name!r} not found")
+            raise STATUS_EXCEPTIONS[self._line](
+                str(Status.HAILO_NOT_FOUND), f"Network group or network {name!r} not found"
+            )
 
     def _check_group(self, name: str | None) -> None:
         if name not in (None, self._desc.network_group):
@@ -131,11 +137,11 @@ class HEF:
 
     def get_input_vstream_infos(self, name: str | None = None) -> list[VStreamInfo]:
         self._check_name(name)
-        return [vstream_info(e, self._network, HailoStreamDirection.H2D) for e in self._desc.inputs]
+        return [vstream_info(e, self._network, HailoStreamDirection.H2D, self._line) for e in self._desc.inputs]
 
     def get_output_vstream_infos(self, name: str | None = None) -> list[VStreamInfo]:
         self._check_name(name)
-        return [vstream_info(e, self._network, HailoStreamDirection.D2H) for e in self._desc.outputs]
+        return [vstream_info(e, self._network, HailoStreamDirection.D2H, self._line) for e in self._desc.outputs]
 
     def get_all_vstream_infos(self, name: str | None = None) -> list[VStreamInfo]:
         return self.get_input_vstream_infos(name) + self.get_output_vstream_infos(name)

@@ -17,10 +17,10 @@ from ml_target.hailo.emulator.exceptions import Status, StatusError
 FORMAT = "ml_target-emulated-hef"
 VERSION = 1
 REAL_HEF_MAGIC = b"\x01HEF"
-ARCHES = ("hailo8", "hailo8l")
+ARCHES = ("hailo8", "hailo8l", "hailo10h")
 TYPES = ("UINT8", "UINT16")
 ORDERS = ("NHWC", "NC", "NHW")
-COMPUTE_KINDS = ("onnx", "synthetic", "callable")
+COMPUTE_KINDS = ("onnx", "synthetic", "callable", "constant")
 DEFAULT_QUEUE_SIZE = 16
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from ml_target.hailo.emulator.compute import build_compute
-from ml_target.hailo.emulator.device import ModelState, simulated_device
+from ml_target.hailo.emulator.device import ModelState
 from ml_target.hailo.emulator.enums import FormatOrder, FormatType, HailoPowerMode
 from ml_target.hailo.emulator.exceptions import (
     ExceptionWrapper,
@@ -21,7 +21,7 @@ from ml_target.hailo.emulator.hef import HEF, HailoFormat, load_desc, quant_of
 from ml_target.hailo.emulator.hef_format import EdgeDesc
 from ml_target.hailo.emulator.quant import QuantInfo
 
-ACCEPTED_HEF_ARCHES = {"hailo8": ("hailo8", "hailo8l"), "hailo8l": ("hailo8l",), "hailo8_a0": ()}
+ACCEPTED_HEF_ARCHES = {"hailo8": ("hailo8", "hailo8l"), "hailo8l": ("hailo8l",), "hailo8_a0": (), "hailo10h": ("hailo10h",)}
 
 
 class _StreamSettings:
@@ -109,7 +109,7 @@ class InferModel:
     @property
     def hef(self) -> HEF:
         if self._hef is None:
-            self._hef = HEF(self._hef_source)
+            self._hef = self._vdevice._hef_class(self._hef_source)
         return self._hef
 
     def set_batch_size(self, batch_size: int) -> None:
@@ -149,7 +149,7 @@ class InferModel:
 
         if os.getpid() != self._vdevice._creation_pid:
             raise HailoRTException("InferModel can be configured only from the process VDevice was created in.")
-        device = simulated_device()
+        device = self._vdevice.card
         with ExceptionWrapper():
             device.check_alive(self._generation)
             self._check_compatible(device.architecture)

@@ -87,7 +87,7 @@ class CallbackWorker:
             job, status = item
             try:
                 if job.callback is not None:
-                    exc = exception_from_status(status) if status else None
+                    exc = exception_from_status(status, line=5) if status else None
                     job.callback(completion_info=AsyncInferCompletionInfo(exc))
             except Exception:
                 LOG.exception("Exception in an async inference callback (ignored)")

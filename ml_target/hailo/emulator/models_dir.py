@@ -22,6 +22,15 @@ NHWC_TO_NCHW = [0, 3, 1, 2]
 NCHW_TO_NHWC = [0, 2, 3, 1]
 
 
+def default_build() -> str:
+    """The build folder of the emulator's default card (hailo8 unless `emulator.set_defaults` changed
+    it, as `pytest --emulated-arch hailo10h` does), for writers called without an arch."""
+    from ml_target.hailo.emulator.device import machine
+
+    chip = machine().default_chips[0]
+    return chip if chip in ARCHES else "hailo8"
+
+
 def edge_json(spec: NetworkSpec, edge: Edge) -> dict[str, Any]:
     """A `NetworkSpec` edge as an emulated-HEF edge object."""
     return {
@@ -49,7 +58,7 @@ def write_hef(
     outputs: Iterable[Mapping[str, Any]] | None = None,
     compute: Mapping[str, Any] | None = None,
     timing_ms: Mapping[str, Iterable[float]] | None = None,
-    hw_arch: str = "hailo8",
+    hw_arch: str | None = None,
     multi_context: bool | None = None,
     max_queue_size: int | None = None,
 ) -> Path:
@@ -57,8 +66,10 @@ def write_hef(
 
     With `spec`, its group, edges, timing and multi-context flag are the defaults; explicit
     arguments override them. `compute` defaults to `{"kind": "synthetic", "seed": 0}`. The document
-    is validated with the emulator's own parser before it is written.
+    is validated with the emulator's own parser before it is written. `hw_arch` defaults to the
+    build of the emulator's default card (`default_build`).
     """
+    hw_arch = hw_arch or default_build()
     if hw_arch not in ARCHES:
         raise ValueError(f"hw_arch must be one of {ARCHES}")
     doc: dict[str, Any] = {
@@ -108,20 +119,22 @@ def _ocr_compute(spec: NetworkSpec, onnx_path: Path) -> dict[str, Any]:
     }
 
 
-def write_emulated_models(directory: str | Path, arch: str = "hailo8", onnx_ocr: bool = True) -> list[Path]:
-    """Write `<spec.hef>.hef` for every network in `NETWORKS`; returns the paths written."""
+def write_emulated_models(directory: str | Path, arch: str | None = None, onnx_ocr: bool = True) -> list[Path]:
+    """Write `<spec.hef>.hef` for every network in `NETWORKS`, as the `arch` build presents it
+    (its edges and hw_arch); returns the paths written."""
     directory = Path(directory)
+    arch = arch or default_build()
     det_onnx, rec_onnx = ocr_onnx_paths() if onnx_ocr else (None, None)
     onnx = {OCR_DETECTION: det_onnx, OCR_RECOGNITION: rec_onnx}
     written = []
-    for spec in NETWORKS.values():
+    for spec in (network.for_arch(arch) for network in NETWORKS.values()):
         compute = _ocr_compute(spec, onnx[spec.hef]) if onnx.get(spec.hef) else None
         written.append(write_hef(directory / f"{spec.hef}.hef", spec=spec, compute=compute, hw_arch=arch))
     return written
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m ml_target.hailo.emulator.models_dir DIR [--arch hailo8l] [--synthetic-ocr]`."""
+    """`python -m ml_target.hailo.emulator.models_dir DIR [--arch hailo8l|hailo10h] [--synthetic-ocr]`."""
     import argparse
 
     parser = argparse.ArgumentParser(description="Write emulated HEFs for every Model Zoo network.")
