@@ -104,8 +104,9 @@ def _wait_until_up(url: str, process: subprocess.Popen | None) -> None:
 
 
 @contextmanager
-def local_worker(options: Options) -> Iterator[Target]:
-    """The worker in a subprocess on the emulated device, with emulated models in a temporary directory."""
+def local_worker(options: Options, cache_frames: int | None = None) -> Iterator[Target]:
+    """The worker in a subprocess on the emulated device, with emulated models in a temporary directory;
+    `cache_frames` sizes the emulated-compute cache (`benchmarks.server`) when set."""
     from ml_target.testing.emulated_models import write_emulated_models_dir
 
     with tempfile.TemporaryDirectory(prefix="ml_target-bench-") as models:
@@ -120,6 +121,8 @@ def local_worker(options: Options) -> Iterator[Target]:
             "IMMICH_PORT": str(port),
             "BENCH_CACHE_COMPUTES": "true" if options.cache_computes else "false",
         }
+        if cache_frames is not None:
+            env["BENCH_CACHE_FRAMES"] = str(cache_frames)
         process = subprocess.Popen([sys.executable, "-m", "ml_target.benchmarks.server"], env=env)
         url = f"http://127.0.0.1:{port}"
         try:
@@ -441,6 +444,13 @@ def command(args: argparse.Namespace) -> int:
         report = run_device_benchmark(network=args.network, callers=args.callers, seconds=seconds, profile=args.profile)
         print(json.dumps(report, indent=2))
         return 0
+    if args.library:
+        from ml_target.benchmarks.library import run_library
+        from ml_target.benchmarks.options import library_options_from
+
+        scan = run_library(options_from(args), library_options_from(args))
+        print(f"wrote {args.out / 'library.json'}, library.md and library.png", file=sys.stderr)
+        return 0 if scan["phases"] else 1
     report = run(options_from(args))
     print(f"wrote {args.out / 'bench.json'}, bench.md and bench.png", file=sys.stderr)
     return 0 if report["rows"] or "immich_default" in report else 1
