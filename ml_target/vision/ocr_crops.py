@@ -8,7 +8,7 @@ keeping its aspect ratio and padded on the right with pixel value 128, which the
 
 The Hailo recogniser's input is a fixed 320 px wide; Immich instead widens its batch. A line wider
 than 320/48 would have to be squashed, which ruins long lines, so it is cut into overlapping
-320 px windows at full height. Each window's CTC steps cover 8 px of its input, which places every
+windows at full height, each `WINDOW_TEXT_WIDTH` px of the line padded to 320 px. Each window's CTC steps cover 8 px of its input, which places every
 decoded character on the line; neighbouring windows are stitched at a character both read in their
 overlap (see `_join`).
 """
@@ -28,6 +28,12 @@ REC_WIDTH = 320
 PAD_VALUE = 128
 ROTATE_ASPECT = 1.5
 WINDOW_OVERLAP = 96  # two line heights: every character near a cut is whole in both windows
+# Line pixels per window; the rest of the 320 px frame is padding. PP-OCRv5's recogniser reads text
+# that runs to the frame's right edge badly: on scikit-image's scanned page, a window of "the two
+# extreme parts of the" read "thetw eemepatsf h" at 320 px of text and exactly with 80 px of padding
+# after 320 px of text (README, OCR). Immich's own batches give long lines such padding whenever a
+# wider line shares the batch.
+WINDOW_TEXT_WIDTH = 240
 
 
 def crop_quad(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
@@ -75,17 +81,23 @@ def squashed_frame(crop: np.ndarray, height: int = REC_HEIGHT, width: int = REC_
 
 
 def line_windows(
-    crop: np.ndarray, height: int = REC_HEIGHT, width: int = REC_WIDTH, overlap: int = WINDOW_OVERLAP
+    crop: np.ndarray,
+    height: int = REC_HEIGHT,
+    width: int = REC_WIDTH,
+    overlap: int = WINDOW_OVERLAP,
+    text_width: int = WINDOW_TEXT_WIDTH,
 ) -> list[Window]:
-    """Recogniser frames for a line: one padded frame, or overlapping windows for a long line."""
+    """Recogniser frames for a line: one padded frame, or overlapping windows for a long line,
+    each holding `text_width` px of the line and padding after it (module docstring)."""
     full = line_width(crop, height)
     if full <= width:
         return [Window(squashed_frame(crop, height, width), 0, -math.inf)]
     line = cv2.resize(crop, (full, height), interpolation=cv2.INTER_LINEAR)
-    count = math.ceil((full - overlap) / (width - overlap))
-    offsets = [round(i * (full - width) / (count - 1)) for i in range(count)]
-    cuts = [-math.inf] + [(offsets[i - 1] + width + offsets[i]) / 2 for i in range(1, count)]
-    return [Window(np.ascontiguousarray(line[:, x0 : x0 + width]), x0, cut) for x0, cut in zip(offsets, cuts)]
+    span = min(text_width, width)
+    count = math.ceil((full - overlap) / (span - overlap))
+    offsets = [round(i * (full - span) / (count - 1)) for i in range(count)]
+    cuts = [-math.inf] + [(offsets[i - 1] + span + offsets[i]) / 2 for i in range(1, count)]
+    return [Window(_pad_right(line[:, x0 : x0 + span], width), x0, cut) for x0, cut in zip(offsets, cuts)]
 
 
 def _placed(path: CtcPath, window: Window, step_px: float) -> CtcPath:
