@@ -9,6 +9,7 @@ import numpy as np
 from ml_target.vision.ctc import CtcPath
 from ml_target.vision.ocr_crops import (
     PAD_VALUE,
+    WINDOW_TEXT_WIDTH,
     crop_quad,
     line_windows,
     merge_windows,
@@ -51,16 +52,19 @@ def test_squashed_frame_compresses_a_long_line_into_320() -> None:
     assert frame.shape == (48, 320, 3) and (frame == 0).all()
 
 
-def test_long_line_windows_overlap_and_cover_the_line() -> None:
+def test_long_line_windows_overlap_cover_the_line_and_leave_room_after_the_text() -> None:
     crop = gradient_image(48, 1000)
     windows = line_windows(crop)
-    assert len(windows) == math.ceil((1000 - 96) / (320 - 96)) == 5
-    assert windows[0].offset == 0 and windows[-1].offset == 1000 - 320
+    assert WINDOW_TEXT_WIDTH == 240
+    assert len(windows) == math.ceil((1000 - 96) / (240 - 96)) == 7
+    assert windows[0].offset == 0 and windows[-1].offset == 1000 - 240
     for prev, cur in zip(windows, windows[1:]):
-        assert prev.offset + 320 - cur.offset >= 96  # overlap
-        assert prev.offset + 320 > cur.cut > cur.offset
-    for window in windows:  # each frame is the line's pixels at full height, no resampling at 48 px
-        assert (window.frame == crop[:, window.offset : window.offset + 320]).all()
+        assert prev.offset + 240 - cur.offset >= 96  # overlap
+        assert prev.offset + 240 > cur.cut > cur.offset
+    for window in windows:  # the line's pixels at full height (no resampling at 48 px), then padding
+        assert window.frame.shape == (48, 320, 3)
+        assert (window.frame[:, :240] == crop[:, window.offset : window.offset + 240]).all()
+        assert (window.frame[:, 240:] == PAD_VALUE).all()
 
 
 def path(classes: list[int], steps: list[int]) -> CtcPath:
@@ -68,8 +72,10 @@ def path(classes: list[int], steps: list[int]) -> CtcPath:
 
 
 def two_windows() -> list:
-    crop = np.zeros((48, 544, 3), np.uint8)  # two windows: offsets 0 and 224, cut at 272
-    windows = line_windows(crop)
+    # two windows of a whole frame of text each (stitching does not depend on the padding):
+    # offsets 0 and 224, cut at 272
+    crop = np.zeros((48, 544, 3), np.uint8)
+    windows = line_windows(crop, text_width=320)
     assert [w.offset for w in windows] == [0, 224] and windows[1].cut == 272
     return windows
 
