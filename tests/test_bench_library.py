@@ -90,3 +90,20 @@ def test_library_photos_follow_the_mix() -> None:
     sizes = Counter(Image.open(io.BytesIO(p.jpeg)).size for p in photos)
     assert sizes == Counter({(1920, 1440): 3, (1440, 1920): 2, (2160, 1440): 1})
     assert all(Image.open(io.BytesIO(p.jpeg)).format == "JPEG" for p in photos)
+
+
+def test_library_report_states_the_projection_and_draws_the_chart(tmp_path) -> None:
+    """The committed hailo8 report, written again: the tables carry its numbers."""
+    import json
+    from pathlib import Path
+
+    from ml_target.benchmarks.library_report import write_library_reports
+
+    report = json.loads((Path(__file__).parent.parent / "docs/bench/library/hailo8/library.json").read_text())
+    paths = write_library_reports(report, tmp_path)
+    text = paths[1].read_text()
+    assert f"**300,000 photos: {report['total_hours']:.2f} h**" in text
+    phases = [line for line in text.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |") or line.startswith("| 3 |")]
+    assert len(phases) == len(report["phases"])
+    assert "OCR | 1 |" in text  # the OCR job alone at Immich's concurrency
+    assert paths[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ml_target.benchmarks.library import JOB_NAMES
 from ml_target.benchmarks.procstat import EMULATOR_GROUP
-from ml_target.benchmarks.report import _f, _finite, _pct
+from ml_target.benchmarks.report import _f, _pct, write_outputs
 
 EMULATOR_LABEL = "emulated device (not host work on a Hailo)"
 
@@ -146,10 +145,4 @@ def chart(report: Mapping[str, Any], path: Path) -> None:
 
 def write_library_reports(report: Mapping[str, Any], out: Path) -> list[Path]:
     """library.json, library.md and library.png in `out` (created)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "library.json", out / "library.md", out / "library.png"]
-    paths[0].write_text(json.dumps(_finite(report), indent=1, sort_keys=True) + "\n")
-    paths[1].write_text(markdown(report))
-    chart(report, paths[2])
-    return paths
+    return write_outputs(report, out, "library", markdown, chart)
