@@ -173,7 +173,7 @@ class OcrDetection:
         return fit.to_image(quads[whole]), scores[whole], quads[whole]
 
     def _small_text_rows(self, prob: np.ndarray, fit: DetectionFit, options: DetectionOptions) -> list[tuple[float, float]]:
-        """Image rows (top, bottom) of text the whole frame shrinks below `SMALL_TEXT_PX` (module doc)."""
+        """Image rows (top, bottom) of text the whole frame shrinks below `SMALL_TEXT_PX` (class docstring)."""
         threshold = min(SCREEN_SCORE, options.min_score)
         image_quads, _, input_quads = self._found(prob, fit, threshold, options.score_mode)
         short = np.minimum(
