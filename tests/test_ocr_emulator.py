@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ml_target.config import Settings
@@ -13,10 +14,10 @@ from ml_target.hailo import emulator
 from ml_target.hailo.emulator.models_dir import write_emulated_models
 from ml_target.hailo.runtime import Runtime
 from ml_target.networks import NETWORKS
-from ml_target.tasks.ocr import OcrRecognition, create_ocr_handlers
+from ml_target.tasks.ocr import OcrDetection, OcrRecognition, create_ocr_handlers
 from ml_target.text.ocr_dictionary import load_dictionary
 from ml_target.testing.ocr_networks import ocrspine_file
-from ml_target.testing.ocr_pages import page_accuracy, read_phrases, text_page
+from ml_target.testing.ocr_pages import PHRASES, page_accuracy, read_phrases, render_page, text_page
 from ml_target.text.ocr_dictionary import DICTIONARY_FILE
 
 FLOAT_COPY = "paddle_ocr_v5_mobile_recognition_float32.hef"
@@ -50,10 +51,47 @@ async def test_portrait_page_through_the_emulated_device(runtime, models: Path) 
     assert sum(p.text == g for p, g in zip(phrases, got)) >= 0.95 * len(phrases)
     assert page_accuracy(phrases, lines) >= 0.99
     counters = emulator.device().counters()["networks"]
-    assert counters["paddle_ocr_v5_mobile_detection"]["frames"] == 2  # two bands, one burst
-    assert counters["paddle_ocr_v5_mobile_detection"]["bursts"] == 1
+    # The whole-image frame finds small text, so both bands run too, together in one burst.
+    assert counters["paddle_ocr_v5_mobile_detection"]["frames"] == 3
+    assert counters["paddle_ocr_v5_mobile_detection"]["bursts"] == 2
     rec = counters["paddle_ocr_v5_mobile_recognition"]
     assert rec["frames"] >= len(lines.text) and max(rec["burst_sizes"]) == 8  # crops batched
+
+
+async def test_photo_without_text_costs_one_detector_frame_and_big_text_no_bands(runtime, models: Path) -> None:
+    """Screening: a 4:3 photo without text is answered from the whole-image frame alone (bands
+    would have been two frames), and so is a photo whose only text is large (a sign)."""
+    detection, recognition = create_ocr_handlers(Settings(models_dir=models), runtime)
+    options = detection.parse_options({"minScore": 0.5, "maxResolution": 736})
+    device = emulator.device()
+    blank = np.full((1440, 1920, 3), 128, np.uint8)
+    blank[:, ::97] = 30  # a few thin vertical lines: texture, not text
+    assert len((await detection.run(blank, options)).quads) == 0
+    assert device.counters()["networks"]["paddle_ocr_v5_mobile_detection"]["frames"] == 1
+    sign, phrases = render_page(1920, 1440, [(PHRASES[0], 300, 300, 90), (PHRASES[4], 300, 700, 70)])
+    device.reset()
+    boxes = await detection.run(sign, options)
+    assert device.counters()["networks"]["paddle_ocr_v5_mobile_detection"]["frames"] == 1
+    lines = await recognition.run(sign, recognition.parse_options({"minScore": 0.8}), boxes)
+    assert read_phrases(phrases, lines) == [p.text for p in phrases]
+
+
+async def test_bands_run_only_over_rows_with_small_text(runtime, models: Path) -> None:
+    """A 4:3 photo with one small caption near the bottom: the whole frame plus the lower band
+    only, and the caption read exactly; without screening both bands run."""
+    detection, recognition = create_ocr_handlers(Settings(models_dir=models), runtime)
+    options = detection.parse_options({"minScore": 0.5, "maxResolution": 736})
+    image, phrases = render_page(1920, 1440, [(PHRASES[1], 100, 1300, 20)])
+    device = emulator.device()
+    boxes = await detection.run(image, options)
+    assert device.counters()["networks"]["paddle_ocr_v5_mobile_detection"]["frames"] == 2
+    lines = await recognition.run(image, recognition.parse_options({"minScore": 0.8}), boxes)
+    assert read_phrases(phrases, lines) == [PHRASES[1]]
+    device.reset()
+    unscreened = OcrDetection(detection.network, screen=False)
+    await unscreened.run(image, options)
+    assert device.counters()["networks"]["paddle_ocr_v5_mobile_detection"]["frames"] == 2
+    assert device.counters()["networks"]["paddle_ocr_v5_mobile_detection"]["bursts"] == 1
 
 
 async def test_raw_recogniser_outputs_read_exactly_what_dequantised_ones_read(runtime, models: Path) -> None:

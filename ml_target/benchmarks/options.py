@@ -101,6 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--devices", default="1,2", help="cards mode: comma-separated numbers of emulated cards")
     parser.add_argument("--repeats", type=int, default=3, help="cards mode: samples per point")
     parser.add_argument("--no-fault", action="store_true", help="cards mode: skip the lost-card scenario")
+    add_library_arguments(parser)
 
 
 def numbers(raw: str) -> tuple[int, ...]:
@@ -189,4 +190,70 @@ def options_from(args: argparse.Namespace) -> Options:
         cache_computes=not args.no_compute_cache,
         quick=quick,
         faces=args.faces,
+    )
+
+
+LIBRARY_JOBS = (2, 2, 1)  # Immich's default concurrency of Smart Search, Face Detection, OCR
+LIBRARY_SIZE = 300_000
+# Emulated frames memoised per network during a library scan: every detector frame and text window
+# of one pass through the mix, so repeated photos cost the emulator nothing (`benchmarks.server`).
+LIBRARY_CACHE_FRAMES = 400
+
+
+@dataclass(frozen=True)
+class LibraryOptions:
+    """`bench --library`: job concurrencies, measured seconds per phase, library size to project."""
+
+    jobs: tuple[int, int, int] = LIBRARY_JOBS
+    seconds: float = 40.0
+    warmup_s: float = 4.0
+    size: int = LIBRARY_SIZE
+    cache_frames: int = LIBRARY_CACHE_FRAMES
+    load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def command_line(self, options: Options) -> str:
+        """The explicit command that runs this scan again (recorded in the report)."""
+        parts = [
+            "python -m ml_target bench --library",
+            f"--library-jobs {','.join(map(str, self.jobs))}",
+            f"--library-seconds {self.seconds:g}",
+            f"--library-size {self.size}",
+            f"--profile {options.profile}",
+        ]
+        if options.url:
+            parts.append(f"--url {options.url}")
+        return " ".join([*parts, f"--out {options.out}"])
+
+
+def add_library_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--library` and its options (a whole library scan; `ml_target.benchmarks.library`)."""
+    parser.add_argument(
+        "--library", action="store_true", help="simulate Immich's library scan (all three jobs) and project its time"
+    )
+    parser.add_argument(
+        "--library-jobs", default=",".join(map(str, LIBRARY_JOBS)),
+        help="concurrency of Smart Search, Face Detection and OCR (default 2,2,1 as Immich)",
+    )
+    parser.add_argument(
+        "--library-seconds", type=float, default=LibraryOptions.seconds, help="measured seconds per scan phase"
+    )
+    parser.add_argument("--library-size", type=int, default=LIBRARY_SIZE, help="photos to project the scan for")
+
+
+def library_options_from(args: argparse.Namespace) -> LibraryOptions:
+    """Library-scan options from parsed arguments; three positive concurrencies are required."""
+    import os
+
+    jobs = _numbers(args.library_jobs)
+    if len(jobs) != 3 or min(jobs) < 1:
+        raise SystemExit(f"--library-jobs takes three positive concurrencies (smart search, faces, OCR), got {args.library_jobs!r}")
+    if args.library_seconds <= 0 or args.library_size < 1:
+        raise SystemExit("--library-seconds and --library-size must be positive")
+    quick = args.quick
+    return LibraryOptions(
+        jobs=(jobs[0], jobs[1], jobs[2]),
+        seconds=min(args.library_seconds, 8.0) if quick else args.library_seconds,
+        warmup_s=2.0 if quick else LibraryOptions.warmup_s,
+        size=args.library_size,
+        load_before=os.getloadavg(),
     )

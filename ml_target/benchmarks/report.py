@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -238,14 +238,25 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def write_reports(report: Mapping[str, Any], out: Path) -> list[Path]:
-    """bench.json, bench.md and (with throughput points to plot) bench.png in `out` (created)."""
+def write_outputs(
+    report: Mapping[str, Any],
+    out: Path,
+    stem: str,
+    to_markdown: Callable[[Mapping[str, Any]], str],
+    draw: Callable[[Mapping[str, Any], Path], None] | None,
+) -> list[Path]:
+    """`stem`.json (strict JSON), `stem`.md and, when there is something to `draw`, `stem`.png in `out` (created)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "bench.json", out / "bench.md"]
+    paths = [out / f"{stem}.json", out / f"{stem}.md"]
     paths[0].write_text(json.dumps(_finite(report), indent=1, sort_keys=True) + "\n")
-    paths[1].write_text(markdown(report))
-    if report["rows"]:
-        paths.append(out / "bench.png")
-        chart(report, paths[2])
+    paths[1].write_text(to_markdown(report))
+    if draw is not None:
+        paths.append(out / f"{stem}.png")
+        draw(report, paths[2])
     return paths
+
+
+def write_reports(report: Mapping[str, Any], out: Path) -> list[Path]:
+    """bench.json, bench.md and bench.png in `out` (created)."""
+    return write_outputs(report, out, "bench", markdown, chart if report["rows"] else None)

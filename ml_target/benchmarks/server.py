@@ -7,7 +7,8 @@ can measure the server's CPU time from outside, plus two things only a benchmark
   the process's threads by native id (for the per-thread CPU profile);
 - `POST /_bench/search-sessions`: change the search-session policy (JSON fields of
   `ml_target.hailo.sessions.SessionPolicy`), so one worker is measured with and without sessions;
-- optionally (`BENCH_CACHE_COMPUTES=true`, the benchmark's default) a frame cache in front of the
+- optionally (`BENCH_CACHE_COMPUTES=true`, the benchmark's default; `BENCH_CACHE_FRAMES` frames per
+  network, 128 unless set) a frame cache in front of the
   emulated networks whose compute is far dearer on the host than on a Hailo: the SCRFD stand-in
   (an LBP cascade, ~0.1 s of CPU per frame) and the real PP-OCRv5 ONNX models (~0.1 s per
   detection frame, and a 40 x 18385 recognition output per line). The emulated device computes on
@@ -81,7 +82,9 @@ class FrameCache:
         return result
 
 
-def cache_emulated_computes(models_dir: Path, hefs: Iterable[str] = CACHED_HEFS) -> dict[str, FrameCache]:
+def cache_emulated_computes(
+    models_dir: Path, hefs: Iterable[str] = CACHED_HEFS, capacity: int = CACHE_FRAMES
+) -> dict[str, FrameCache]:
     """Put a `FrameCache` in front of the emulated compute of each of `hefs` found in `models_dir`.
 
     Call before the app loads the HEFs: each file's compute is rewritten to a registered callable
@@ -98,7 +101,7 @@ def cache_emulated_computes(models_dir: Path, hefs: Iterable[str] = CACHED_HEFS)
         path = models_dir / f"{hef}.hef"
         if not path.is_file():
             continue
-        caches[hef] = FrameCache(build_compute(load_desc(str(path))))
+        caches[hef] = FrameCache(build_compute(load_desc(str(path))), capacity)
         name = f"ml_target.bench.cached.{hef}"
         register_compute(name, caches[hef])
         declared = json.loads(path.read_text())
@@ -107,14 +110,14 @@ def cache_emulated_computes(models_dir: Path, hefs: Iterable[str] = CACHED_HEFS)
     return caches
 
 
-def build_bench_app(settings: Settings, *, cache_computes: bool = False) -> FastAPI:
+def build_bench_app(settings: Settings, *, cache_computes: bool = False, cache_frames: int = CACHE_FRAMES) -> FastAPI:
     """The production app plus the benchmark's device-counter route (emulator only).
 
     With `cache_computes`, the emulated OCR and SCRFD computes are memoised first (module docstring):
     this rewrites HEFs in `settings.models_dir`, so only use it on a benchmark's own copy.
     """
     emulated = settings.hailo_device == "emulator"
-    caches = cache_emulated_computes(settings.models_dir) if emulated and cache_computes else {}
+    caches = cache_emulated_computes(settings.models_dir, capacity=cache_frames) if emulated and cache_computes else {}
     app = build_app(settings)
     if not emulated:
         return app
@@ -146,7 +149,8 @@ def main() -> None:
     settings = Settings.from_env()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     cache = os.environ.get("BENCH_CACHE_COMPUTES", "false").lower() in ("1", "true", "yes")
-    app = build_bench_app(settings, cache_computes=cache)
+    frames = int(os.environ.get("BENCH_CACHE_FRAMES", CACHE_FRAMES))
+    app = build_bench_app(settings, cache_computes=cache, cache_frames=frames)
     uvicorn.run(app, **{**server_options(settings), "log_level": "warning", "access_log": False})
 
 

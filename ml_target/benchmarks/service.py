@@ -111,8 +111,9 @@ def _wait_until_up(url: str, process: subprocess.Popen | None) -> None:
 
 
 @contextmanager
-def local_worker(options: Options) -> Iterator[Target]:
-    """The worker in a subprocess on the emulated device, with emulated models in a temporary directory."""
+def local_worker(options: Options, cache_frames: int | None = None) -> Iterator[Target]:
+    """The worker in a subprocess on the emulated device, with emulated models in a temporary directory;
+    `cache_frames` sizes the emulated-compute cache (`benchmarks.server`) when set."""
     from ml_target.testing.emulated_models import write_emulated_models_dir
     from ml_target.testing.face_models import iresnet_model, write_recogniser
 
@@ -132,6 +133,8 @@ def local_worker(options: Options) -> Iterator[Target]:
             "IMMICH_PORT": str(port),
             "BENCH_CACHE_COMPUTES": "true" if options.cache_computes else "false",
         }
+        if cache_frames is not None:
+            env["BENCH_CACHE_FRAMES"] = str(cache_frames)
         process = subprocess.Popen([sys.executable, "-m", "ml_target.benchmarks.server"], env=env)
         url = f"http://127.0.0.1:{port}"
         try:
@@ -529,6 +532,14 @@ def command(args: argparse.Namespace) -> int:
         write_report(report, out)
         print((out / "decode-fidelity.md").read_text())
         return 0
+    if args.library:
+        from ml_target.benchmarks.library import run_library
+        from ml_target.benchmarks.options import library_options_from
+
+        options = options_from(args)
+        scan = run_library(options, library_options_from(args))
+        print(f"wrote {options.out / 'library.json'}, library.md and library.png", file=sys.stderr)
+        return 0 if scan["phases"] else 1
     options = options_from(args)
     report = run(options)
     print(f"wrote bench.json, bench.md{' and bench.png' if report['rows'] else ''} to {options.out}", file=sys.stderr)

@@ -43,6 +43,15 @@ DEFAULT_DETECTION_SCORE = 0.5
 DEFAULT_MAX_RESOLUTION = 736
 DEFAULT_RECOGNITION_SCORE = 0.9
 LONG_LINE_MODES = ("windows", "squash")
+# Screening (OcrDetection): boxes with a short side under SMALL_TEXT_PX detector pixels in the
+# whole-image frame call for bands over their rows. DB's unclipped boxes do not shrink with the
+# text below about 15 px (a single line of 12-22 px text in a 1920x1440 preview gives 13-15 px boxes
+# at the whole-frame scale, 32 px text 17 px), so the threshold keeps bands for every text smaller
+# than about 40 px in the preview and skips them for signs and titles. Candidates are taken from
+# SCREEN_SCORE up: false boxes on the library mix's photos without text scored mostly under 0.4
+# (`bench --library`), small real text at the whole-frame scale 0.44 and up.
+SMALL_TEXT_PX = 20.0
+SCREEN_SCORE = 0.4
 # Recognition frames one request keeps queued or on the device. A page of dense text yields
 # over a hundred windows; submitting them all at once would let one request fill the network's
 # queue (MAX_QUEUED_FRAMES), so that two such pages refuse each other, and hold an output buffer
@@ -110,16 +119,26 @@ def _empty_detections(width: int, height: int) -> TextDetections:
 
 
 class OcrDetection:
-    """DBNet text boxes in received-image pixels, in reading order."""
+    """DBNet text boxes in received-image pixels, in reading order.
+
+    An image that bands would enlarge (`ocr_resize.plan_fit`) is screened first with one frame of
+    the whole image: most photos in a library hold no text, and for them that one frame is the
+    answer. Bands run only over rows where the whole frame found text shrunk below
+    `SMALL_TEXT_PX` (box short side in detector pixels, where measured accuracy starts to drop,
+    README); boxes the whole frame found elsewhere are kept. Text that small is screened with a
+    lower box threshold (`SCREEN_SCORE`), since the small scale lowers its scores. With
+    `screen=False` every band runs (the behaviour before screening).
+    """
 
     task = "ocr"
     type = "detection"
     modality = "image"
     depends_on = None
 
-    def __init__(self, network: Network, *, max_tiles: int = MAX_TILES) -> None:
+    def __init__(self, network: Network, *, max_tiles: int = MAX_TILES, screen: bool = True) -> None:
         self.network = network
         self.max_tiles = max_tiles
+        self.screen = screen
         self._output = network.outputs[0]
         self._input_hw = tuple(network.inputs[0].shape[:2])
 
@@ -136,22 +155,53 @@ class OcrDetection:
             score_mode=score_mode,
         )
 
-    def _prepare(self, image: np.ndarray, options: DetectionOptions) -> list[tuple[DetectionFit, np.ndarray]]:
-        height, width = image.shape[:2]
-        bgr = _bgr(image)
-        fits = plan_fit(height, width, self._input_hw, options.max_resolution, self.max_tiles)
-        return [(fit, render_input(bgr, fit, self._input_hw)) for fit in fits]
+    def _render(self, bgr: np.ndarray, fits: list[DetectionFit]) -> list[np.ndarray]:
+        return [render_input(bgr, fit, self._input_hw) for fit in fits]
 
-    def _boxes(self, probs: list[np.ndarray], fits: list[DetectionFit], options: DetectionOptions) -> TextDetections:
+    async def _probabilities(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        outputs = await asyncio.gather(*(self.network.infer(frame) for frame in frames))
+        return [o[self._output.name].reshape(self._output.shape[:2]) for o in outputs]
+
+    def _found(
+        self, prob: np.ndarray, fit: DetectionFit, threshold: float, mode: str
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """DB boxes of one frame (boxes cut by a band's inner edge dropped): in received-image
+        pixels, their scores, and in detector pixels."""
+        rh, rw = fit.resized
+        quads, scores = db_boxes(prob[:rh, :rw], box_threshold=threshold, score_mode=mode)
+        whole = ~fit.cut_by_band(quads)
+        return fit.to_image(quads[whole]), scores[whole], quads[whole]
+
+    def _small_text_rows(self, prob: np.ndarray, fit: DetectionFit, options: DetectionOptions) -> list[tuple[float, float]]:
+        """Image rows (top, bottom) of text the whole frame shrinks below `SMALL_TEXT_PX` (class docstring)."""
+        threshold = min(SCREEN_SCORE, options.min_score)
+        image_quads, _, input_quads = self._found(prob, fit, threshold, options.score_mode)
+        short = np.minimum(
+            np.linalg.norm(input_quads[:, 0] - input_quads[:, 1], axis=1),
+            np.linalg.norm(input_quads[:, 0] - input_quads[:, 3], axis=1),
+        )
+        ys = image_quads[short < SMALL_TEXT_PX][..., 1]
+        return [(float(y.min()), float(y.max())) for y in ys]
+
+    def _boxes(
+        self, probs: list[np.ndarray], fits: list[DetectionFit], options: DetectionOptions, whole_frame: int | None = None
+    ) -> TextDetections:
+        """Boxes of every frame, merged. `whole_frame` indexes the screening frame among `fits`: its
+        boxes lying wholly inside a band that was run are left to that band."""
         height, width = fits[0].image
+        bands = [(fit.top, fit.bottom) for i, fit in enumerate(fits) if i != whole_frame]
         all_quads, all_scores, sources = [], [], []
-        for band, (prob, fit) in enumerate(zip(probs, fits)):
-            rh, rw = fit.resized
-            quads, scores = db_boxes(prob[:rh, :rw], box_threshold=options.min_score, score_mode=options.score_mode)
-            whole = ~fit.cut_by_band(quads)
-            all_quads.append(fit.to_image(quads[whole]))
-            all_scores.append(scores[whole])
-            sources.append(np.full(int(whole.sum()), band))
+        for index, (prob, fit) in enumerate(zip(probs, fits)):
+            quads, scores, _ = self._found(prob, fit, options.min_score, options.score_mode)
+            if index == whole_frame and len(quads):
+                ys = quads[..., 1]
+                inside = np.zeros(len(quads), dtype=bool)
+                for top, bottom in bands:
+                    inside |= (ys.min(axis=1) >= top) & (ys.max(axis=1) <= bottom)
+                quads, scores = quads[~inside], scores[~inside]
+            all_quads.append(quads)
+            all_scores.append(scores)
+            sources.append(np.full(len(quads), index))
         quads, scores = np.concatenate(all_quads), np.concatenate(all_scores)
         if len(fits) > 1:
             keep = drop_duplicates(quads, scores, np.concatenate(sources))
@@ -164,13 +214,25 @@ class OcrDetection:
         height, width = payload.shape[:2]
         if height < MIN_IMAGE_SIDE or width < MIN_IMAGE_SIDE:
             return _empty_detections(width, height)
-        frames = await asyncio.to_thread(self._prepare, payload, options)
-        outputs = await asyncio.gather(*(self.network.infer(frame) for _, frame in frames))
-        probs = [o[self._output.name].reshape(self._output.shape[:2]) for o in outputs]
-        return await asyncio.to_thread(self._boxes, probs, [fit for fit, _ in frames], options)
+        bgr = await asyncio.to_thread(_bgr, payload)
+        bands = plan_fit(height, width, self._input_hw, options.max_resolution, self.max_tiles)
+        if len(bands) == 1 or not self.screen:
+            probs = await self._probabilities(await asyncio.to_thread(self._render, bgr, bands))
+            return await asyncio.to_thread(self._boxes, probs, bands, options)
+        whole = plan_fit(height, width, self._input_hw, options.max_resolution, 1)
+        (prob,) = await self._probabilities(await asyncio.to_thread(self._render, bgr, whole))
+        rows = await asyncio.to_thread(self._small_text_rows, prob, whole[0], options)
+        needed = [fit for fit in bands if any(top < fit.bottom and bottom > fit.top for top, bottom in rows)]
+        band_probs = await self._probabilities(await asyncio.to_thread(self._render, bgr, needed)) if needed else []
+        return await asyncio.to_thread(self._boxes, [*band_probs, prob], [*needed, *whole], options, len(needed))
 
     def describe(self) -> dict[str, Any]:
-        return {"networks": [self.network.name], "models": list(SERVED_MODELS), "max_tiles": self.max_tiles}
+        return {
+            "networks": [self.network.name],
+            "models": list(SERVED_MODELS),
+            "max_tiles": self.max_tiles,
+            "screen": self.screen,
+        }
 
 
 class OcrRecognition:

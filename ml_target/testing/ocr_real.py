@@ -1,0 +1,147 @@
+"""OCR on real scanned and photographed text against Immich's own pipeline.
+
+`python -m ml_target.testing.ocr_real` reads each image with this worker's OCR task (the real
+PP-OCRv5 mobile weights at the HEFs' fixed sizes, `ocr_networks`) and with
+`verify.reference_ocr.ImmichOcr` (Immich's pipeline on the same weights, written independently),
+both with Immich's server options, and reports per image:
+- exact-line agreement: lines both read identically (paired by text, then box) over the lines
+  either side read, as `verify` scores it;
+- character accuracy of each side against a hand transcription, where the image has one: lines
+  sorted top to bottom and joined by spaces, 1 - edit distance / transcription length.
+
+Images, all from installed packages: scikit-image's `page` (a real scan of a printed page,
+191 x 384, "no known copyright restrictions") and `text` (a photograph of handwriting on paper,
+public domain, from Wikimedia Commons), each as shipped and as a 2x bicubic enlargement (a closer
+photo of the same page).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ml_target.tasks.ocr import OcrDetection, OcrRecognition
+from ml_target.testing.ocr_networks import ocr_networks, ocrspine_file
+from ml_target.testing.ocr_pages import char_accuracy
+from ml_target.text.ocr_dictionary import load_dictionary
+from ml_target.verify.metrics import match_lines
+
+IMMICH_DETECTION = {"minScore": 0.5, "maxResolution": 736}
+IMMICH_RECOGNITION_SCORE = 0.8
+# scikit-image's `page`, transcribed by hand (the last line is cut by the scan's lower edge).
+PAGE_TEXT = (
+    "Region-based segmentation",
+    "Let us first determine markers of the coins and the",
+    "background. These markers are pixels that we can label",
+    "unambiguously as either object or background. Here,",
+    "the markers are found at the two extreme parts of the",
+    "histogram of grey values:",
+    ">>> markers = np.zeros_like(coins)",
+)
+
+
+@dataclass(frozen=True)
+class RealImage:
+    name: str
+    rgb: np.ndarray
+    transcription: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One image read by both pipelines."""
+
+    name: str
+    immich_lines: list[str]
+    worker_lines: list[str]
+    exact: int
+    lines: int  # lines either side read (the larger count), the agreement's denominator
+    immich_accuracy: float | None
+    worker_accuracy: float | None
+
+
+def real_images() -> list[RealImage]:
+    """The real scans and photographs of text that installed packages ship (module docstring)."""
+    from skimage import data
+
+    images = []
+    for name, pixels, text in (("page", data.page(), PAGE_TEXT), ("text", data.text(), None)):
+        rgb = np.ascontiguousarray(np.repeat(pixels[:, :, None], 3, axis=2))
+        images.append(RealImage(f"scikit-image {name}", rgb, text))
+        larger = cv2.resize(rgb, None, fx=2.0, fy=2.0, interpolation=cv2.INTER_CUBIC)
+        images.append(RealImage(f"scikit-image {name}, 2x", larger, text))
+    return images
+
+
+def _reading(quads: list[np.ndarray], texts: list[str]) -> str:
+    """Texts joined top to bottom (by box centre), then left to right."""
+    order = sorted(range(len(texts)), key=lambda i: (round(float(quads[i][:, 1].mean()) / 8), float(quads[i][:, 0].min())))
+    return " ".join(texts[i] for i in order)
+
+
+async def compare(images: list[RealImage] | None = None) -> list[Comparison]:
+    """Each image through both pipelines (module docstring)."""
+    from ml_target.verify.cache import OcrFiles, _table
+    from ml_target.verify.reference_ocr import ImmichOcr
+
+    keys = ocrspine_file("ppocr_keys_v5.txt")
+    immich = ImmichOcr(
+        OcrFiles("PP-OCRv5_mobile", ocrspine_file("ppocrv5_det.onnx"), ocrspine_file("ppocrv5_rec.onnx"), _table(keys.read_text(encoding="utf-8")))
+    )
+    det_net, rec_net = ocr_networks()
+    detector, recogniser = OcrDetection(det_net), OcrRecognition(rec_net, load_dictionary(keys))
+    results = []
+    for image in images or real_images():
+        height, width = image.rgb.shape[:2]
+        reference = immich.read(
+            image.rgb,
+            det_score=IMMICH_DETECTION["minScore"],
+            max_resolution=IMMICH_DETECTION["maxResolution"],
+            rec_score=IMMICH_RECOGNITION_SCORE,
+        )
+        boxes = await detector.run(image.rgb, detector.parse_options(IMMICH_DETECTION))
+        ours = await recogniser.run(image.rgb, recogniser.parse_options({"minScore": IMMICH_RECOGNITION_SCORE}), boxes)
+        ref_quads = [line.quad * np.array([width, height], np.float32) for line in reference]
+        ref_texts = [line.text for line in reference]
+        our_quads = list(ours.detections.quads)
+        agreement = match_lines(ref_quads, ref_texts, our_quads, ours.text)
+        truth = " ".join(image.transcription) if image.transcription else None
+        results.append(
+            Comparison(
+                image.name,
+                ref_texts,
+                list(ours.text),
+                agreement.exact,
+                max(agreement.reference_lines, agreement.worker_lines),
+                None if truth is None else char_accuracy(truth, _reading(ref_quads, ref_texts)),
+                None if truth is None else char_accuracy(truth, _reading(our_quads, list(ours.text))),
+            )
+        )
+    return results
+
+
+def _f(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def main() -> None:
+    results = asyncio.run(compare())
+    print("| image | lines Immich / worker | exact-line agreement | char accuracy Immich | char accuracy worker |")
+    print("|---|---:|---:|---:|---:|")
+    for r in results:
+        agreement = f"{r.exact}/{r.lines} = {r.exact / r.lines:.3f}" if r.lines else "- (no line on either side)"
+        print(
+            f"| {r.name} | {len(r.immich_lines)} / {len(r.worker_lines)} | {agreement} "
+            f"| {_f(r.immich_accuracy)} | {_f(r.worker_accuracy)} |"
+        )
+    exact, lines = sum(r.exact for r in results), sum(r.lines for r in results)
+    print(f"\nall images: {exact}/{lines} = {exact / lines:.3f} exact-line agreement")
+    for r in results:
+        print(f"\n{r.name}\n  Immich: {r.immich_lines}\n  worker: {r.worker_lines}")
+
+
+if __name__ == "__main__":
+    main()
