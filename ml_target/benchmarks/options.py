@@ -244,7 +244,7 @@ def library_options_from(args: argparse.Namespace) -> LibraryOptions:
     """Library-scan options from parsed arguments; three positive concurrencies are required."""
     import os
 
-    jobs = _numbers(args.library_jobs)
+    jobs = numbers(args.library_jobs)
     if len(jobs) != 3 or min(jobs) < 1:
         raise SystemExit(f"--library-jobs takes three positive concurrencies (smart search, faces, OCR), got {args.library_jobs!r}")
     if args.library_seconds <= 0 or args.library_size < 1:
