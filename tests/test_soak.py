@@ -1,8 +1,9 @@
-"""The CI-sized soak: `ml_target.benchmarks.soak` for two minutes (SOAK_SECONDS to change it).
+"""The CI-sized soak: `ml_target.benchmarks.soak` for three minutes (SOAK_SECONDS to change it).
 
 Mixed Immich traffic at concurrency 8 on the "hailo8" profile with a fault every 15 s (failed
 `run_async`, failed bursts, a stall past the deadline, a vanished device, in turn). It must show no
-unexpected error, every fault recovered, and RSS after the warm-up growing by at most 10%.
+unexpected error, every fault recovered, and RSS growing by at most 10% after the warm-up and the
+first cycle of faults (on a slow machine that cycle ends at about 100 s, leaving 80 s to judge).
 
 It runs in its own process, so the RSS it measures is the worker's and not this test session's,
 with the allocator settings the container uses (glibc arenas capped: see the README).
@@ -20,7 +21,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-SECONDS = float(os.environ.get("SOAK_SECONDS", "120"))
+SECONDS = float(os.environ.get("SOAK_SECONDS", "180"))
 REPO = Path(__file__).resolve().parents[1]
 ALLOCATOR = {"MALLOC_ARENA_MAX": "2"}
 

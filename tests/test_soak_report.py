@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ml_target.benchmarks.soak import SoakConfig, _Run, _Sample, report
+from ml_target.benchmarks.soak import SoakConfig, _Fault, _Run, _Sample, report
 
 CONFIG = SoakConfig(seconds=120.0, warmup_s=60.0, sample_interval_s=2.0)
 
@@ -39,3 +39,52 @@ def test_a_burst_in_the_first_window_does_not_hide_a_leak() -> None:
 
     assert 10.0 < result["rss_mb"]["growth_after_warmup_pct"] < 15.0
     assert result["passed"] is False
+
+
+def _faulted(run: _Run, recoveries: dict[str, float]) -> _Run:
+    run.faults = [_Fault(kind, None, injected=at - 2.0, recovered=at) for kind, at in recoveries.items()]
+    return run
+
+
+def test_growth_is_judged_after_the_first_cycle_of_faults_when_it_ends_after_the_warm_up() -> None:
+    """On a slow machine the first device re-open (here recovered at 80 s) raises the quiet level
+    from 500 to 600 MB after the 60-s warm-up: its high-water mark, which the process keeps, is not
+    a leak; growth counts from when every fault kind has happened once."""
+    recoveries = {"run_async": 20.0, "bursts": 38.0, "stall": 64.0, "vanish": 80.0}
+    result = report(CONFIG, _faulted(_run(lambda t: 500.0 if t < 80 else 600.0), recoveries), wall_s=120.0)
+
+    assert result["growth_measured_from_s"] == 80.0
+    assert result["rss_mb"]["after_warmup"] == 600.0
+    assert result["rss_mb"]["growth_after_warmup_pct"] == 0.0
+
+
+def test_growth_after_the_first_cycle_of_faults_still_fails() -> None:
+    recoveries = {"run_async": 20.0, "bursts": 38.0, "stall": 64.0, "vanish": 80.0}
+    result = report(CONFIG, _faulted(_run(lambda t: 500.0 if t < 100 else 600.0), recoveries), wall_s=120.0)
+
+    assert result["growth_measured_from_s"] == 80.0
+    assert result["rss_mb"]["growth_after_warmup_pct"] == 20.0
+    assert result["passed"] is False
+
+
+def test_the_warm_up_counts_when_a_fault_kind_never_recovered() -> None:
+    recoveries = {"run_async": 20.0, "bursts": 38.0, "stall": 64.0}
+    result = report(CONFIG, _faulted(_run(lambda t: 500.0 if t < 80 else 600.0), recoveries), wall_s=120.0)
+
+    assert result["growth_measured_from_s"] == 60.0
+    assert result["rss_mb"]["growth_after_warmup_pct"] == 20.0
+
+
+def test_the_dip_after_a_device_rebuild_is_not_the_baseline() -> None:
+    """Measured under load (2026-12-03): 590-660 MB before the vanished device, 526 MB for 20 s
+    after its rebuild freed the old sessions, then back to 625-643 MB. The level the traffic held
+    before the dip is the baseline, so the climb back is not growth."""
+    recoveries = {"run_async": 20.0, "bursts": 38.0, "stall": 64.0, "vanish": 80.0}
+
+    def rebuilt(t: int) -> float:
+        return 600.0 if t < 80 else 526.0 if t < 100 else 630.0
+
+    result = report(CONFIG, _faulted(_run(rebuilt), recoveries), wall_s=120.0)
+
+    assert result["rss_mb"]["after_warmup"] == 600.0
+    assert result["rss_mb"]["growth_after_warmup_pct"] == 5.0

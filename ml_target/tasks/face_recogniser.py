@@ -83,6 +83,9 @@ class HostRecogniser:
             options = ort.SessionOptions()
             options.intra_op_num_threads = 1
             options.inter_op_num_threads = 1
+            # The batch is the photo's face count: an arena would keep the largest group photo's
+            # buffers for the life of the process.
+            options.enable_cpu_mem_arena = False
             options.log_severity_level = 3
             self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnx and onnxruntime raise many unrelated types
