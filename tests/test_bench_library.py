@@ -107,3 +107,35 @@ def test_library_report_states_the_projection_and_draws_the_chart(tmp_path) -> N
     assert len(phases) == len(report["phases"])
     assert "OCR | 1 |" in text  # the OCR job alone at Immich's concurrency
     assert paths[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _library_args(argv: list[str]):
+    import argparse
+
+    from ml_target.benchmarks.options import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_library_options_and_the_recorded_command_line() -> None:
+    from ml_target.benchmarks.options import library_options_from, options_from
+
+    args = _library_args(["--library", "--library-jobs", "8,2,4", "--library-seconds", "20", "--faces", "hailo-arcface",
+                          "--out", "/tmp/scan"])
+    library, options = library_options_from(args), options_from(args)
+    assert library.jobs == (8, 2, 4) and library.seconds == 20.0 and library.size == 300000
+    line = library.command_line(options)
+    assert "--library-jobs 8,2,4" in line and "--faces hailo-arcface" in line and line.endswith("--out /tmp/scan")
+    again = _library_args(line.split()[4:])
+    assert library_options_from(again).jobs == library.jobs and options_from(again).faces == "hailo-arcface"
+    assert "--faces" not in library_options_from(_library_args([])).command_line(options_from(_library_args([])))
+
+
+@pytest.mark.parametrize("jobs", ["2,2", "2,0,1", "a,b,c"])
+def test_library_jobs_must_be_three_positive_concurrencies(jobs: str) -> None:
+    from ml_target.benchmarks.options import library_options_from
+
+    with pytest.raises(SystemExit):
+        library_options_from(_library_args(["--library", "--library-jobs", jobs]))

@@ -220,6 +220,8 @@ class LibraryOptions:
             f"--library-size {self.size}",
             f"--profile {options.profile}",
         ]
+        if options.faces != Options.faces:
+            parts.append(f"--faces {options.faces}")
         if options.url:
             parts.append(f"--url {options.url}")
         return " ".join([*parts, f"--out {options.out}"])
@@ -244,7 +246,10 @@ def library_options_from(args: argparse.Namespace) -> LibraryOptions:
     """Library-scan options from parsed arguments; three positive concurrencies are required."""
     import os
 
-    jobs = numbers(args.library_jobs)
+    try:
+        jobs = numbers(args.library_jobs)
+    except ValueError:
+        jobs = []
     if len(jobs) != 3 or min(jobs) < 1:
         raise SystemExit(f"--library-jobs takes three positive concurrencies (smart search, faces, OCR), got {args.library_jobs!r}")
     if args.library_seconds <= 0 or args.library_size < 1:
