@@ -9,6 +9,7 @@ import numpy as np
 from ml_target.vision.ctc import CtcPath
 from ml_target.vision.ocr_crops import (
     PAD_VALUE,
+    Window,
     crop_quad,
     line_windows,
     merge_windows,
@@ -51,8 +52,15 @@ def test_squashed_frame_compresses_a_long_line_into_320() -> None:
     assert frame.shape == (48, 320, 3) and (frame == 0).all()
 
 
-def test_long_line_windows_overlap_and_cover_the_line() -> None:
-    crop = gradient_image(48, 1000)
+def inked_everywhere(h: int, w: int) -> np.ndarray:
+    """The gradient image with a black and a white pixel in every column: no gap between words."""
+    image = gradient_image(h, w)
+    image[0], image[1] = 0, 255
+    return image
+
+
+def test_long_line_without_word_gaps_is_read_in_overlapping_windows() -> None:
+    crop = inked_everywhere(48, 1000)
     windows = line_windows(crop)
     assert len(windows) == math.ceil((1000 - 96) / (320 - 96)) == 5
     assert windows[0].offset == 0 and windows[-1].offset == 1000 - 320
@@ -63,12 +71,56 @@ def test_long_line_windows_overlap_and_cover_the_line() -> None:
         assert (window.frame == crop[:, window.offset : window.offset + 320]).all()
 
 
+def words_line(words: list[int], gaps: list[int], height: int = 48) -> np.ndarray:
+    """A white line of black words (widths in px, each with 3-px gaps between its letters)
+    separated by the given gaps."""
+    columns: list[np.ndarray] = []
+    for i, width in enumerate(words):
+        word = np.zeros((height, width, 3), np.uint8)
+        word[:, 9::12] = 255
+        word[:, 10::12] = 255
+        word[:, 11::12] = 255
+        word[:4], word[-4:] = 255, 255
+        columns.append(word)
+        if i < len(gaps):
+            columns.append(np.full((height, gaps[i], 3), 255, np.uint8))
+    return np.concatenate(columns, axis=1)
+
+
+def test_long_line_windows_begin_and_end_in_blank_columns_with_padding_after() -> None:
+    crop = words_line([100, 100, 100, 100, 100, 100], [14] * 5)  # 670 px
+    blank = (crop.max(axis=(0, 2)) == 255) & (crop.min(axis=(0, 2)) == 255)
+    windows = line_windows(crop)
+    ends = [w.offset + int((w.frame != PAD_VALUE).any(axis=(0, 2)).nonzero()[0].max()) + 1 for w in windows]
+    assert ends[-1] == crop.shape[1] and len(windows) == 3
+    for window, end in zip(windows, ends):
+        assert window.offset == 0 or blank[window.offset]
+        assert end == crop.shape[1] or blank[end]  # no window ends inside a letter
+        assert (window.frame[:, : end - window.offset] == crop[:, window.offset : end]).all()
+        assert (window.frame[:, end - window.offset :] == PAD_VALUE).all()
+    for prev, cur, prev_end in zip(windows, windows[1:], ends):
+        assert prev_end - cur.offset >= 48  # some characters read whole by both, to stitch at
+        assert cur.cut == (prev_end + cur.offset) / 2
+
+
+def test_merge_stitches_a_doubled_character_where_both_windows_place_it() -> None:
+    """"9981" seen by both windows at a 16-px pitch: the left window's first 9 and the right
+    window's second are within the tolerance, but the 9s both place at the same spot are the anchor
+    (measured on a rendered page: the bare closest-to-the-cut pair read "981")."""
+    frame = np.zeros((48, 320, 3), np.uint8)
+    windows = [Window(frame, 0, -math.inf), Window(frame, 223, 268.0)]
+    left = path([2, 9, 9, 8], [28, 32, 34, 37])  # x 228, 260, 276, 300
+    right = path([2, 9, 9, 8, 1], [0, 4, 6, 9, 12])  # x 227, 259, 275, 299, 323
+    # the left's first 9 (260) and the right's second (275) straddle the cut at 268 most closely
+    assert merge_windows([left, right], windows, 8.0).classes.tolist() == [2, 9, 9, 8, 1]
+
+
 def path(classes: list[int], steps: list[int]) -> CtcPath:
     return CtcPath(np.array(classes), np.full(len(classes), 0.9), np.array(steps))
 
 
 def two_windows() -> list:
-    crop = np.zeros((48, 544, 3), np.uint8)  # two windows: offsets 0 and 224, cut at 272
+    crop = inked_everywhere(48, 544)  # two windows: offsets 0 and 224, cut at 272
     windows = line_windows(crop)
     assert [w.offset for w in windows] == [0, 224] and windows[1].cut == 272
     return windows

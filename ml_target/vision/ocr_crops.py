@@ -7,10 +7,14 @@ keeping its aspect ratio and padded on the right with pixel value 128, which the
 (x - 127.5) / 127.5 turns into ~0, the value Immich pads with in normalised space.
 
 The Hailo recogniser's input is a fixed 320 px wide; Immich instead widens its batch. A line wider
-than 320/48 would have to be squashed, which ruins long lines, so it is cut into overlapping
-320 px windows at full height. Each window's CTC steps cover 8 px of its input, which places every
-decoded character on the line; neighbouring windows are stitched at a character both read in their
-overlap (see `_join`).
+than 320/48 would have to be squashed, which ruins long lines, so it is read in overlapping
+windows at full height. The recogniser misreads text that runs up to its input's edge (a window of
+a scanned page ending mid-word read "thetw eemepatsf h" for "the two extreme parts of the", and
+read it exactly with room after it), so windows begin and end in blank columns between letters
+or words where the line has them (`_blank_cuts`), each padded after its end as Immich pads the
+shorter lines of a batch; only a line without such columns is cut at fixed positions. Each
+window's CTC steps cover 8 px of its input, which places every decoded character on the line;
+neighbouring windows are stitched at a character both read in their overlap (see `_join`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ REC_WIDTH = 320
 PAD_VALUE = 128
 ROTATE_ASPECT = 1.5
 WINDOW_OVERLAP = 96  # two line heights: every character near a cut is whole in both windows
+# A column is blank when its range of grey levels is at most this share of the line's largest.
+BLANK_CONTRAST = 0.25
+MIN_CUT_OVERLAP = 48  # one line height: at least a character read by both windows, to stitch at
 
 
 def crop_quad(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
@@ -74,6 +81,46 @@ def squashed_frame(crop: np.ndarray, height: int = REC_HEIGHT, width: int = REC_
     return _pad_right(line, width)
 
 
+def _blank_runs(line: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) column runs of a resized line that hold no ink.
+
+    A column through a letter spans ink and the background around it, a column between words only
+    background, so a column's range (not its distance from a guessed background) tells them apart,
+    whatever the colours and however dense the text.
+    """
+    grey = line.astype(np.float32).mean(axis=2) if line.ndim == 3 else line.astype(np.float32)
+    spread = grey.max(axis=0) - grey.min(axis=0)
+    contrast = float(spread.max())
+    if contrast == 0.0:
+        return []
+    blank = np.concatenate([[False], spread <= BLANK_CONTRAST * contrast, [False]])
+    edges = np.flatnonzero(np.diff(blank.astype(np.int8)))
+    return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
+
+
+def _blank_cuts(line: np.ndarray, width: int, overlap: int) -> list[tuple[int, int]] | None:
+    """(start, end) of each window, every start and end in a blank run, or None.
+
+    A window ends at the last blank column that keeps it within `width`, at least half a window
+    on; the next one starts at the blank column nearest `overlap` before that end, but at least
+    MIN_CUT_OVERLAP before it, so both windows read some characters whole.
+    """
+    full = line.shape[1]
+    centres = [(a + b) // 2 for a, b in _blank_runs(line) if 0 < a and b < full]
+    spans, start = [], 0
+    while full - start > width:
+        ends = [c for c in centres if start + width // 2 <= c <= start + width]
+        if not ends:
+            return None
+        end = max(ends)
+        starts = [c for c in centres if start < c <= end - MIN_CUT_OVERLAP]
+        if not starts:
+            return None
+        spans.append((start, end))
+        start = min(starts, key=lambda c: abs(end - overlap - c))
+    return spans + [(start, full)]
+
+
 def line_windows(
     crop: np.ndarray, height: int = REC_HEIGHT, width: int = REC_WIDTH, overlap: int = WINDOW_OVERLAP
 ) -> list[Window]:
@@ -82,10 +129,16 @@ def line_windows(
     if full <= width:
         return [Window(squashed_frame(crop, height, width), 0, -math.inf)]
     line = cv2.resize(crop, (full, height), interpolation=cv2.INTER_LINEAR)
-    count = math.ceil((full - overlap) / (width - overlap))
-    offsets = [round(i * (full - width) / (count - 1)) for i in range(count)]
-    cuts = [-math.inf] + [(offsets[i - 1] + width + offsets[i]) / 2 for i in range(1, count)]
-    return [Window(np.ascontiguousarray(line[:, x0 : x0 + width]), x0, cut) for x0, cut in zip(offsets, cuts)]
+    spans = _blank_cuts(line, width, overlap)
+    if spans is None:
+        count = math.ceil((full - overlap) / (width - overlap))
+        offsets = [round(i * (full - width) / (count - 1)) for i in range(count)]
+        spans = [(x0, x0 + width) for x0 in offsets]
+    cuts = [-math.inf] + [(spans[i - 1][1] + spans[i][0]) / 2 for i in range(1, len(spans))]
+    return [
+        Window(_pad_right(np.ascontiguousarray(line[:, x0:x1]), width), x0, cut)
+        for (x0, x1), cut in zip(spans, cuts)
+    ]
 
 
 def _placed(path: CtcPath, window: Window, step_px: float) -> CtcPath:
@@ -96,21 +149,24 @@ def _placed(path: CtcPath, window: Window, step_px: float) -> CtcPath:
 def _join(left: CtcPath, right: CtcPath, cut: float, tolerance: float) -> CtcPath:
     """Stitch two neighbouring windows' placed paths at their shared region around `cut`.
 
-    Preferably at an anchor: the same character read by both windows at nearly the same place,
-    closest to the cut; the left path is kept up to it and the right path after it. CTC peaks
+    Preferably at an anchor: the same character read by both windows at nearly the same place
+    (the nearest placements first, then closest to the cut); the left path is kept up to it and the right path after it. CTC peaks
     wander by a step or two near a window's edge, so a bare position cut could drop or double a
     character; the anchor cannot. Without an anchor the bare cut is used.
     """
-    best: tuple[float, int, int] | None = None
+    best: tuple[float, float, int, int] | None = None
     for i, (cls, pos) in enumerate(zip(left.classes.tolist(), left.steps.tolist())):
         for j in np.flatnonzero((right.classes == cls) & (np.abs(right.steps - pos) <= tolerance)).tolist():
-            distance = abs((pos + right.steps[j]) / 2 - cut)
-            if best is None or distance < best[0]:
-                best = (distance, i, j)
+            # Where both windows place it closest first: in "9981" the first 9 of one window and
+            # the second of the other are a pitch apart, within the tolerance, and not one character.
+            mismatch = round(abs(right.steps[j] - pos) / (tolerance / 2))
+            candidate = (mismatch, abs((pos + right.steps[j]) / 2 - cut), i, j)
+            if best is None or candidate < best:
+                best = candidate
     if best is None:
         keep_left, keep_right = left.steps < cut, right.steps >= cut
     else:
-        _, i, j = best
+        _, _, i, j = best
         keep_left = np.arange(len(left.classes)) <= i
         keep_right = np.arange(len(right.classes)) > j
     return CtcPath(
