@@ -25,9 +25,9 @@ RUN if [ -f /src/constraints.txt ]; then set -- -c /src/constraints.txt; fi \
  && useradd --uid "$APP_UID" --gid immich-ml --home-dir /app --create-home --shell /usr/sbin/nologin immich-ml \
  && install -d -o immich-ml -g immich-ml /models
 
-# Two malloc arenas keep RSS flat under the thread pools (measured in the soak benchmark).
-ENV MALLOC_ARENA_MAX=2 \
-    MODELS_DIR=/models \
+# The worker caps glibc's heap arenas itself when it starts (ml_target/heap.py); MALLOC_ARENA_MAX
+# here would override it, MALLOC_MMAP_THRESHOLD_ trades CPU for memory (README, Memory).
+ENV MODELS_DIR=/models \
     HAILO_DEVICE=hailort \
     IMMICH_HOST=:: \
     IMMICH_PORT=3003

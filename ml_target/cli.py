@@ -22,6 +22,7 @@ from ml_target.extras import missing_module_message, require
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from ml_target.heap import configure_heap
     from ml_target.http_server import server_options
     from ml_target.service import build_app
 
@@ -29,6 +30,7 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.hailo_device == "emulator":
         require("emulator", "serve with HAILO_DEVICE=emulator")
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_heap()
     app = build_app(settings)
     uvicorn.run(app, **server_options(settings), timeout_graceful_shutdown=args.grace_seconds)
     return 0

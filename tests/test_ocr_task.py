@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from ml_target.config import Settings
-from ml_target.errors import BadRequest, ConfigurationError, ModelNotServed
+from ml_target.errors import BadRequest, ConfigurationError, DeviceError, ModelNotServed
 from ml_target.hailo.types import EdgeInfo, QuantInfo
 from ml_target.results import TextDetections, TextLines
-from ml_target.tasks.ocr import OcrDetection, OcrRecognition, create_ocr_handlers
+from ml_target.tasks.ocr import FRAMES_IN_FLIGHT, OcrDetection, OcrRecognition, create_ocr_handlers
 from ml_target.testing.ocr_networks import ocr_networks, ocrspine_file
 from ml_target.testing.ocr_pages import Phrase, page_accuracy, read_phrases, render_page, text_page
 from ml_target.text.ocr_dictionary import DICTIONARY_FILE, load_dictionary
@@ -248,6 +248,35 @@ async def test_the_recogniser_gets_the_declared_channel_order(dictionary, channe
     await recognition.run(image, recognition.parse_options({}), detections(1))
     assert network.frames[0][24, 10].tolist() == [first, 120, 230 - first]
     assert recognition.describe()["channels"] == channels
+
+
+class FailingBurst(ScriptedRecogniser):
+    """A recogniser whose first burst (the first `batch_size` frames) fails at once, as a device
+    error fails every frame of a burst in one go."""
+
+    def __init__(self, classes: int) -> None:
+        super().__init__(classes, [1], 0.9)
+        self.burst: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def infer(self, frame: np.ndarray, *, timeout: float | None = None) -> dict[str, np.ndarray]:
+        self.frames.append(frame)
+        if len(self.frames) <= self.batch_size:
+            if len(self.frames) == self.batch_size:
+                self.burst.set_exception(DeviceError("burst failed"))
+            await self.burst
+        return {"out": self.probs}
+
+
+async def test_a_failed_burst_stops_the_requests_other_windows(dictionary) -> None:
+    """Every frame of the failed burst frees its slot in the same instant: none of the windows
+    those releases wake may be submitted, and the request fails with the device's error."""
+    network = FailingBurst(len(dictionary))
+    recognition = OcrRecognition(network, dictionary)
+    image = np.full((800, 400, 3), 255, np.uint8)
+    with pytest.raises(DeviceError, match="burst failed"):
+        await recognition.run(image, recognition.parse_options({}), detections(25, height=800))
+    await asyncio.sleep(0)
+    assert len(network.frames) == FRAMES_IN_FLIGHT == network.batch_size
 
 
 def test_dictionary_must_match_the_recogniser_width(dictionary) -> None:

@@ -55,7 +55,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
     models = write_models(tmp_path / "models")
     port = free_port()
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"},
         "HAILO_DEVICE": "emulator",
         "HAILO_EMULATOR_PROFILE": PROFILE,
         "HAILO_EMULATOR_DEVICES": ARCH,
@@ -110,6 +110,10 @@ def dense_page() -> bytes:
     """A page full of text: OCR detection plus dozens of recognition frames, about a second of work."""
     page, _ = text_page(1440, 1920, 28)
     return encode(page, "PNG")
+
+
+def test_serve_sets_up_the_c_heap_before_serving(server: Server) -> None:
+    assert "C heap: MALLOC_ARENA_MAX=2" in server.output()
 
 
 async def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_releases_the_device(server: Server) -> None:

@@ -2,11 +2,12 @@
 
 Mixed Immich traffic at concurrency 8 on the "hailo8" profile with a fault every 15 s (failed
 `run_async`, failed bursts, a stall past the deadline, a vanished device, in turn). It must show no
-unexpected error, every fault recovered, and RSS growing by at most 10% after the warm-up and the
-first cycle of faults (on a slow machine that cycle ends at about 100 s, leaving 80 s to judge).
+unexpected error, every fault recovered, and RSS (sampled after glibc returned its free pages)
+growing by at most 10% after the warm-up and the first cycle of faults (on a slow machine that
+cycle ends at about 100 s, leaving 80 s to judge).
 
 It runs in its own process, so the RSS it measures is the worker's and not this test session's,
-with the allocator settings the container uses (glibc arenas capped: see the README).
+with the C heap set up as `serve` sets it (`ml_target.heap`), not by this environment.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ pytestmark = pytest.mark.slow
 
 SECONDS = float(os.environ.get("SOAK_SECONDS", "180"))
 REPO = Path(__file__).resolve().parents[1]
-ALLOCATOR = {"MALLOC_ARENA_MAX": "2"}
 
 
 def test_soak_serves_recovers_and_does_not_grow(tmp_path: Path) -> None:
@@ -39,7 +39,7 @@ def test_soak_serves_recovers_and_does_not_grow(tmp_path: Path) -> None:
         command,
         check=False,
         cwd=REPO,
-        env={**os.environ, **ALLOCATOR},
+        env={k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"},
         capture_output=True,
         text=True,
         timeout=SECONDS + 180,
@@ -48,6 +48,7 @@ def test_soak_serves_recovers_and_does_not_grow(tmp_path: Path) -> None:
     report = json.loads(output.read_text())
     summary = {k: v for k, v in report.items() if k != "samples"}
     print(json.dumps(summary, indent=2))  # the numbers, for the CI log
+    print("(t, rss_mb, cached_rss_mb):", [(round(s["t"]), round(s["rss_mb"]), round(s["cached_rss_mb"])) for s in report["samples"]])
 
     assert report["unexpected_errors"]["total"] == 0, report["unexpected_errors"]
     faults = report["faults"]

@@ -36,6 +36,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from ml_target.config import Settings
+from ml_target.heap import configure_heap
 from ml_target.http_server import server_options
 from ml_target.service import build_app
 
@@ -148,6 +149,7 @@ def main() -> None:
 
     settings = Settings.from_env()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_heap()
     cache = os.environ.get("BENCH_CACHE_COMPUTES", "false").lower() in ("1", "true", "yes")
     frames = int(os.environ.get("BENCH_CACHE_FRAMES", CACHE_FRAMES))
     app = build_bench_app(settings, cache_computes=cache, cache_frames=frames)

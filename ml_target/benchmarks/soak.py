@@ -11,7 +11,8 @@ deadline, and a vanished-then-restored device, and waits for `/health` to report
 A request that fails with 503 while a fault is active (from injection until recovery plus a short
 grace) is an expected error; anything else that is not a 200 (a 5xx other than 503, a 4xx, a 503
 outside a fault, a client timeout, a dropped connection) is unexpected. RSS, threads and open file
-descriptors are sampled throughout; growth is measured from the end of the warm-up.
+descriptors are sampled throughout; growth is measured from the end of the warm-up. RSS is judged
+as sampled right after glibc handed its free pages back (`_Sample`).
 
 Client and server share the process (faults must reach the emulator), so RSS includes the client.
 """
@@ -43,6 +44,7 @@ from PIL import Image
 from ml_target.benchmarks.device import percentiles_ms
 from ml_target.config import Settings
 from ml_target.hailo import emulator
+from ml_target.heap import configure_heap, release_free_heap
 
 CLIP_IMAGE = '{"clip":{"visual":{"modelName":"ViT-B-32__openai"}}}'
 CLIP_TEXT = '{"clip":{"textual":{"modelName":"ViT-B-32__openai","options":{"language":"en"}}}}'
@@ -114,11 +116,17 @@ class _Fault:
 
 @dataclass
 class _Sample:
+    """`rss_mb` is taken right after glibc returned its free pages (`release_free_heap`): the
+    memory the worker holds, which a leak raises. `cached_rss_mb`, just before, is what the system
+    saw: it also holds freed photo buffers glibc keeps, a high-water mark of photos in flight that
+    rises with the machine's cores, not with time."""
+
     t: float
     rss_mb: float
     threads: int
     fds: int
     requests: int
+    cached_rss_mb: float | None = None
 
 
 @dataclass
@@ -329,9 +337,16 @@ async def _await_recovery(http: httpx.AsyncClient, fault: _Fault, before: dict[s
 
 async def _monitor(config: SoakConfig, run: _Run, start: float, end: float) -> None:
     while True:
+        cached = rss_mb()
+        release_free_heap()
         run.samples.append(
             _Sample(
-                round(time.monotonic() - start, 2), rss_mb(), threading.active_count(), open_fds(), len(run.outcomes)
+                round(time.monotonic() - start, 2),
+                rss_mb(),
+                threading.active_count(),
+                open_fds(),
+                len(run.outcomes),
+                cached,
             )
         )
         if time.monotonic() >= end:
@@ -419,6 +434,7 @@ def report(config: SoakConfig, run: _Run, wall_s: float) -> dict[str, Any]:
             entry["max_recovery_s"] = round(max(entry["max_recovery_s"], fault.recovered - fault.injected), 2)
     settled = settled_from(config, run)
     rss = _series(run.samples, settled, "rss_mb", held=True)
+    cached = [s for s in run.samples if s.cached_rss_mb is not None]
     growth = 100.0 * (rss["end"] - rss["after_warmup"]) / rss["after_warmup"]
     recovered = sum(f.recovered is not None for f in run.faults)
     ok = sum(o.status == 200 for o in run.outcomes)
@@ -452,6 +468,7 @@ def report(config: SoakConfig, run: _Run, wall_s: float) -> dict[str, Any]:
         },
         "latency_ok_ms": {k: {n: round(v, 1) for n, v in percentiles_ms(l).items()} for k, l in latencies.items()},
         "rss_mb": {**{k: round(v, 1) for k, v in rss.items()}, "growth_after_warmup_pct": round(growth, 2)},
+        "cached_rss_mb": _series(cached, settled, "cached_rss_mb") if cached else None,
         "threads": _series(run.samples, settled, "threads"),
         "open_fds": _series(run.samples, settled, "fds"),
         "samples": [asdict(s) for s in run.samples],
@@ -466,11 +483,13 @@ def report(config: SoakConfig, run: _Run, wall_s: float) -> dict[str, Any]:
 
 
 def run_soak(config: SoakConfig) -> dict[str, Any]:
-    """Serve, soak, shut down; returns `report(...)`."""
+    """Serve (with the C heap set up as `serve` sets it), soak, shut down; returns `report(...)`
+    and the heap settings applied."""
+    heap = configure_heap()
     started = time.monotonic()
     with serve_emulated(config) as base_url:
         run = asyncio.run(_soak(base_url, config))
-    return report(config, run, time.monotonic() - started)
+    return {**report(config, run, time.monotonic() - started), "heap": heap}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -63,6 +63,10 @@ SCREEN_SCORE = 0.4
 FRAMES_IN_FLIGHT = 8
 
 
+class _Skipped(Exception):
+    """A window not submitted because another window of its request already failed."""
+
+
 def _check_model(model_name: str, type_: str) -> None:
     """Refuse every OCR model name except PP-OCRv5 mobile with the default (Chinese) recogniser."""
     name = model_name.strip().rsplit("/", 1)[-1]
@@ -310,11 +314,21 @@ class OcrRecognition:
             return TextLines(detections, [], np.zeros((0,), np.float32))
         lines = await asyncio.to_thread(self._windows, payload, detections.quads)
         slots = asyncio.Semaphore(FRAMES_IN_FLIGHT)
+        failures: list[BaseException] = []
 
         async def read(frame: np.ndarray) -> CtcPath:
-            """One window's best path; its (large) class probabilities are dropped at once."""
+            """One window's best path; its (large) class probabilities are dropped at once.
+
+            A failure is recorded before its slot is released, so the window that release wakes
+            is not submitted (the failing burst's siblings may still complete and free slots)."""
             async with slots:
-                probs = (await self.network.infer(frame))[self._output.name]
+                if failures:
+                    raise _Skipped
+                try:
+                    probs = (await self.network.infer(frame))[self._output.name]
+                except BaseException as error:
+                    failures.append(error)
+                    raise
             return await asyncio.to_thread(greedy_path, probs.reshape(-1, probs.shape[-1]), self._dequantise)
 
         reads = [asyncio.ensure_future(read(w.frame)) for line in lines for w in line]
@@ -325,6 +339,8 @@ class OcrRecognition:
             # submitting frames for a request that has already failed.
             for pending in reads:
                 pending.cancel()
+            if failures:
+                raise failures[0] from None  # the device's error, never a skipped window's
             raise
         return await asyncio.to_thread(self._lines, detections, lines, list(paths), options.min_score)
 
