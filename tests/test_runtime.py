@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -79,19 +81,29 @@ def emu():
     device.reset()
 
 
-@pytest.fixture
-def make_runtime(emu):
+@contextmanager
+def runtime_factory(**defaults) -> Iterator[Callable[..., Runtime]]:
+    """Runtimes on the emulated device with these settings (each call may override them), with
+    quick rebuilds; all closed on exit."""
     made: list[Runtime] = []
 
     def make(**overrides) -> Runtime:
-        values = {"hailo_device": "emulator", "hailo_emulator_profile": "none", "request_timeout_s": 2.0}
-        runtime = Runtime(Settings(**{**values, **overrides}), rebuild_backoff_s=(0.05, 0.1))
+        values = {"hailo_device": "emulator", "hailo_emulator_profile": "none", **defaults, **overrides}
+        runtime = Runtime(Settings(**values), rebuild_backoff_s=(0.05, 0.1))
         made.append(runtime)
         return runtime
 
-    yield make
-    for runtime in made:
-        runtime.close()
+    try:
+        yield make
+    finally:
+        for runtime in made:
+            runtime.close()
+
+
+@pytest.fixture
+def make_runtime(emu):
+    with runtime_factory(request_timeout_s=2.0) as make:
+        yield make
 
 
 async def test_edges_come_from_the_hef_with_the_chosen_user_types(make_runtime, tmp_path):

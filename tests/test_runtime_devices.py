@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import test_runtime
 from emulator_helpers import ARCH
-from test_runtime import expected, marker, write_affine
+from test_runtime import expected, marker, runtime_factory, write_affine
 
 from ml_target.config import Settings
 from ml_target.errors import ConfigurationError
@@ -26,19 +26,13 @@ ID1, ID2 = "0000:01:00.0", "0000:02:00.0"
 
 @pytest.fixture
 def make_runtime(emu):
-    made: list[Runtime] = []
+    with runtime_factory(request_timeout_s=3.0, hailo_device_ids=("all",)) as factory:
 
-    def make(chips=(ARCH, ARCH), ids=None, **overrides) -> Runtime:
-        emulator.set_devices(list(chips), ids=ids)
-        values = {"hailo_device": "emulator", "hailo_emulator_profile": "none", "request_timeout_s": 3.0,
-                  "hailo_device_ids": ("all",)}
-        runtime = Runtime(Settings(**{**values, **overrides}), rebuild_backoff_s=(0.05, 0.1))
-        made.append(runtime)
-        return runtime
+        def make(chips=(ARCH, ARCH), ids=None, **overrides) -> Runtime:
+            emulator.set_devices(list(chips), ids=ids)
+            return factory(**overrides)
 
-    yield make
-    for runtime in made:
-        runtime.close()
+        yield make
     for card in emulator.devices():
         card.restore()
 
