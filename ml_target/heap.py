@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import os
 from collections.abc import Mapping
@@ -35,6 +36,7 @@ ARENA_MAX = 2
 ARENA_VARIABLE, ARENA_TUNABLE = "MALLOC_ARENA_MAX", "glibc.malloc.arena_max"
 
 
+@functools.cache
 def _glibc() -> ctypes.CDLL | None:
     """This process's C library when it is glibc (the only one whose mallopt these values mean)."""
     try:

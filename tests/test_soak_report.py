@@ -88,3 +88,15 @@ def test_the_dip_after_a_device_rebuild_is_not_the_baseline() -> None:
 
     assert result["rss_mb"]["after_warmup"] == 600.0
     assert result["rss_mb"]["growth_after_warmup_pct"] == 5.0
+
+
+def test_glibcs_cached_pages_are_reported_but_not_judged() -> None:
+    """The cache of freed buffers (sampled before malloc_trim) rises from 700 to 830 MB, as in CI on
+    a larger machine; the memory the worker holds stays flat, and that is what passes or fails."""
+    run = _run(lambda t: 350.0)
+    for sample in run.samples:
+        sample.cached_rss_mb = 700.0 if sample.t < 90 else 830.0
+    result = report(CONFIG, run, wall_s=120.0)
+    assert result["rss_mb"]["growth_after_warmup_pct"] == 0.0
+    assert result["cached_rss_mb"] == {"after_warmup": 700.0, "end": 830.0, "max": 830.0}
+    assert report(CONFIG, _run(lambda t: 350.0), wall_s=120.0)["cached_rss_mb"] is None
