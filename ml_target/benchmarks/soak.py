@@ -12,7 +12,7 @@ A request that fails with 503 while a fault is active (from injection until reco
 grace) is an expected error; anything else that is not a 200 (a 5xx other than 503, a 4xx, a 503
 outside a fault, a client timeout, a dropped connection) is unexpected. RSS, threads and open file
 descriptors are sampled throughout; growth is measured from the end of the warm-up. RSS is judged
-as sampled right after glibc handed its free pages back (`_Sample`).
+on samples taken with nothing in flight, before each fault (`_idle_sample`).
 
 Client and server share the process (faults must reach the emulator), so RSS includes the client.
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import io
 import json
 import logging
@@ -65,6 +66,7 @@ RECOVERY_LIMIT_S = 60.0
 ERROR_PAUSE_S = 0.5  # a client pauses after a failure, as a job queue would, instead of spinning on fast 503s
 FAULT_GRACE_S = 1.0  # requests already failing when /health turns healthy again finish within this
 RSS_GROWTH_LIMIT_PCT = 10.0
+IDLE_WAIT_S = 30.0  # for the clients' requests to finish before an idle sample (a stall's deadline is 11 s)
 
 
 @dataclass(frozen=True)
@@ -116,17 +118,11 @@ class _Fault:
 
 @dataclass
 class _Sample:
-    """`rss_mb` is taken right after glibc returned its free pages (`release_free_heap`): the
-    memory the worker holds, which a leak raises. `cached_rss_mb`, just before, is what the system
-    saw: it also holds freed photo buffers glibc keeps, a high-water mark of photos in flight that
-    rises with the machine's cores, not with time."""
-
     t: float
     rss_mb: float
     threads: int
     fds: int
     requests: int
-    cached_rss_mb: float | None = None
 
 
 @dataclass
@@ -137,6 +133,9 @@ class _Run:
     outcomes: list[_Outcome] = field(default_factory=list)
     faults: list[_Fault] = field(default_factory=list)
     samples: list[_Sample] = field(default_factory=list)
+    idle: list[_Sample] = field(default_factory=list)  # `_idle_sample`
+    open: asyncio.Event = field(default_factory=asyncio.Event)  # clients may send while set
+    in_flight: int = 0
 
 
 def rss_mb() -> float:
@@ -247,13 +246,17 @@ async def _clients(base_url: str, config: SoakConfig, run: _Run, end: float) -> 
         while time.monotonic() < end:
             kind = rng.choices(kinds, weights)[0]
             body, headers = builders[kind](rng)
+            await run.open.wait()
             started = time.monotonic()
+            run.in_flight += 1
             try:
                 response = await http.post("/predict", content=body, headers=headers)
                 detail = None if response.status_code == 200 else response.text[:200]
                 outcome = _Outcome(kind, started, time.monotonic(), response.status_code, detail)
             except httpx.HTTPError as exc:
                 outcome = _Outcome(kind, started, time.monotonic(), None, type(exc).__name__)
+            finally:
+                run.in_flight -= 1
             run.outcomes.append(outcome)
             if outcome.status != 200:
                 await asyncio.sleep(ERROR_PAUSE_S)
@@ -301,6 +304,7 @@ async def _faults(base_url: str, config: SoakConfig, run: _Run, end: float) -> N
         index = 0
         while time.monotonic() + config.fault_interval_s < end:
             await asyncio.sleep(config.fault_interval_s)
+            await _idle_sample(run)
             kind = FAULT_KINDS[index % len(FAULT_KINDS)]
             network = None if kind == "vanish" else rng.choice(groups)
             index += 1
@@ -316,6 +320,25 @@ async def _faults(base_url: str, config: SoakConfig, run: _Run, end: float) -> N
                 # deadline expires, so the fault is not over until the stall is.
                 await asyncio.sleep(stall_seconds(config))
             fault.recovered = await _await_recovery(http, fault, before)
+
+
+async def _idle_sample(run: _Run) -> None:
+    """Hold the clients back, let their requests finish, and sample the worker with nothing in
+    flight, after a garbage collection and glibc's return of its free pages: the memory the worker
+    keeps between requests, which a leak raises. Under traffic RSS is that plus the photos in flight
+    plus the freed buffers glibc keeps, which rise with the machine's cores, not with time."""
+    run.open.clear()
+    deadline = time.monotonic() + IDLE_WAIT_S
+    try:
+        while run.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if run.in_flight == 0:
+            gc.collect()
+            release_free_heap()
+            t = round(time.monotonic() - run.started, 2)
+            run.idle.append(_Sample(t, rss_mb(), threading.active_count(), open_fds(), len(run.outcomes)))
+    finally:
+        run.open.set()
 
 
 async def _await_recovery(http: httpx.AsyncClient, fault: _Fault, before: dict[str, Any]) -> float | None:
@@ -337,16 +360,9 @@ async def _await_recovery(http: httpx.AsyncClient, fault: _Fault, before: dict[s
 
 async def _monitor(config: SoakConfig, run: _Run, start: float, end: float) -> None:
     while True:
-        cached = rss_mb()
-        release_free_heap()
         run.samples.append(
             _Sample(
-                round(time.monotonic() - start, 2),
-                rss_mb(),
-                threading.active_count(),
-                open_fds(),
-                len(run.outcomes),
-                cached,
+                round(time.monotonic() - start, 2), rss_mb(), threading.active_count(), open_fds(), len(run.outcomes)
             )
         )
         if time.monotonic() >= end:
@@ -356,6 +372,7 @@ async def _monitor(config: SoakConfig, run: _Run, start: float, end: float) -> N
 
 async def _soak(base_url: str, config: SoakConfig) -> _Run:
     run = _Run()
+    run.open.set()
     start = run.started
     end = start + config.seconds
     await asyncio.gather(
@@ -433,9 +450,10 @@ def report(config: SoakConfig, run: _Run, wall_s: float) -> dict[str, Any]:
             entry["recovered"] += 1
             entry["max_recovery_s"] = round(max(entry["max_recovery_s"], fault.recovered - fault.injected), 2)
     settled = settled_from(config, run)
-    rss = _series(run.samples, settled, "rss_mb", held=True)
-    cached = [s for s in run.samples if s.cached_rss_mb is not None]
-    growth = 100.0 * (rss["end"] - rss["after_warmup"]) / rss["after_warmup"]
+    # Growth needs two idle samples after `settled`; a soak too short for them is not judged (fails).
+    judged = sum(s.t >= settled for s in run.idle) >= 2
+    rss = _series(run.idle, settled, "rss_mb", held=True) if judged else None
+    growth = 100.0 * (rss["end"] - rss["after_warmup"]) / rss["after_warmup"] if rss else None
     recovered = sum(f.recovered is not None for f in run.faults)
     ok = sum(o.status == 200 for o in run.outcomes)
     result = {
@@ -467,15 +485,17 @@ def report(config: SoakConfig, run: _Run, wall_s: float) -> dict[str, Any]:
             ],
         },
         "latency_ok_ms": {k: {n: round(v, 1) for n, v in percentiles_ms(l).items()} for k, l in latencies.items()},
-        "rss_mb": {**{k: round(v, 1) for k, v in rss.items()}, "growth_after_warmup_pct": round(growth, 2)},
-        "cached_rss_mb": _series(cached, settled, "cached_rss_mb") if cached else None,
+        "rss_mb": None if rss is None else {**{k: round(v, 1) for k, v in rss.items()}, "growth_after_warmup_pct": round(growth, 2)},
+        "busy_rss_mb": _series(run.samples, settled, "rss_mb"),
         "threads": _series(run.samples, settled, "threads"),
         "open_fds": _series(run.samples, settled, "fds"),
         "samples": [asdict(s) for s in run.samples],
+        "idle_samples": [asdict(s) for s in run.idle],
     }
     result["passed"] = (
         result["unexpected_errors"]["total"] == 0
         and recovered == len(run.faults)
+        and growth is not None
         and growth <= RSS_GROWTH_LIMIT_PCT
         and ok > 0
     )
