@@ -13,7 +13,7 @@ in flight, not a leak, and it rises on a machine with more cores. A fixed
 `MALLOC_MMAP_THRESHOLD_` of 1 MiB returns those buffers when freed and halves the resident memory
 (same soak: 125 MiB heap, 330-360 MiB RSS instead of 550-650 MiB), but each new buffer is then
 faulted in afresh, which costs CPU the library scan needs (`bench --library`, hailo8: worker CPU
-per photo +5-11 % for faces, +21 % for OCR). So the threshold is the operator's choice, for a host
+per photo +6-15 % for faces, +21-26 % for OCR). So the threshold is the operator's choice, for a host
 short of memory rather than of CPU (README, Memory).
 
 `release_free_heap` hands the free pages back once, so that the soak can tell memory the worker

@@ -66,13 +66,18 @@ PROGRAM = textwrap.dedent(
 )
 
 
+def without_heap_settings() -> dict[str, str]:
+    """This environment without glibc's heap variables, so a child process's heap is the worker's
+    own doing (tests of `serve`, the soak, and these)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+
+
 def run(env: dict[str, str] | None, process_env: dict[str, str] | None = None) -> dict:
     """Run PROGRAM in a fresh interpreter; `env` is what configure_heap sees (None: not called)."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
     finished = subprocess.run(
         [sys.executable, "-c", PROGRAM, json.dumps(env)],
         cwd=REPO,
-        env={**clean, **(process_env or {})},
+        env={**without_heap_settings(), **(process_env or {})},
         capture_output=True,
         text=True,
         timeout=60,

@@ -8,7 +8,6 @@ the next worker, or Frigate, can open it) and exit 0. Slow: starts a real server
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import subprocess
@@ -22,6 +21,7 @@ import pytest
 from emulated_service import encode, write_models
 from emulator_helpers import ARCH, PROFILE
 from immich_client import OCR_ENTRIES, post_predict
+from test_heap import without_heap_settings
 
 from ml_target.testing.ocr_pages import text_page
 
@@ -55,7 +55,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
     models = write_models(tmp_path / "models")
     port = free_port()
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"},
+        **without_heap_settings(),
         "HAILO_DEVICE": "emulator",
         "HAILO_EMULATOR_PROFILE": PROFILE,
         "HAILO_EMULATOR_DEVICES": ARCH,

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_heap import without_heap_settings
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +40,7 @@ def test_soak_serves_recovers_and_does_not_grow(tmp_path: Path) -> None:
         command,
         check=False,
         cwd=REPO,
-        env={k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"},
+        env=without_heap_settings(),
         capture_output=True,
         text=True,
         timeout=SECONDS + 180,
