@@ -32,3 +32,7 @@ if [[ "$extras" == *test* ]]; then
   fi
 fi
 "${pip[@]}" install "${constraints[@]}" -e ".[$extras]"
+if [[ "$extras" == *test* ]]; then
+  # Real pages of text for tests/test_ocr_real.py (Debian's opencv-doc); those tests skip, saying so, without them.
+  scripts/fetch-real-text.sh >/dev/null || echo "warning: OpenCV's sample pages could not be fetched; their OCR comparison will skip" >&2
+fi

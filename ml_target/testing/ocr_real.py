@@ -6,19 +6,28 @@ PP-OCRv5 mobile weights at the HEFs' fixed sizes, `ocr_networks`) and with
 both with Immich's server options, and reports per image:
 - exact-line agreement: lines both read identically (paired by text, then box) over the lines
   either side read, as `verify` scores it;
+- search-token agreement: the same pairs counted when both lines give Immich's search index the
+  same words (its server's `tokenizeForSearch` splits a line at whitespace, so a leading space or
+  a space the other side lost is invisible to search but not to the exact measure);
 - character accuracy of each side against a hand transcription, where the image has one: lines
   sorted top to bottom and joined by spaces, 1 - edit distance / transcription length.
 
 Images, all from installed packages: scikit-image's `page` (a real scan of a printed page,
 191 x 384, "no known copyright restrictions") and `text` (a photograph of handwriting on paper,
 public domain, from Wikimedia Commons), each as shipped and as a 2x bicubic enlargement (a closer
-photo of the same page).
+photo of the same page); and OpenCV's sample images from Debian's `opencv-doc` package, fetched
+by `scripts/fetch-real-text.sh` into `.cache/real-text/` (`OCR_REAL_TEXT_DIR` elsewhere): a
+printed book page with lines of 90 characters (`imageTextN`, 556 x 323), the same page slightly
+rotated (`imageTextR`) and a photographed cookie box (`box`). Where they are absent they are left
+out, and `missing_real_text` says so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -41,6 +50,25 @@ PAGE_TEXT = (
     "histogram of grey values:",
     ">>> markers = np.zeros_like(coins)",
 )
+# OpenCV's `imageTextN` (and, rotated, `imageTextR`), a page of Szeliski's "Computer Vision:
+# Algorithms and Applications" preface, transcribed by hand.
+BOOK_TEXT = (
+    "technical details are too complex to cover in the book itself.",
+    "In teaching our courses, we have found it useful for the students to attempt a number of",
+    "small implementation projects, which often build on one another, in order to get them used to",
+    "working with real-world images and the challenges that these present. The students are then",
+    "asked to choose an individual topic for each of their small-group, final projects. (Sometimes",
+    "these projects even turn into conference papers!) The exercises at the end of each chapter",
+    "contain numerous suggestions for smaller mid-term projects, as well as more open-ended",
+    "problems whose solutions are still active research topics. Wherever possible, I encourage",
+    "students to try their algorithms on their own personal photographs, since this better motivates",
+    "them, often leads to creative variants on the problems, and better acquaints them with the",
+    "variety and complexity of real-world imagery.",
+    "In formulating and solving computer vision problems, I have often found it useful to draw",
+    "inspiration from three high-level approaches:",
+)
+OPENCV_IMAGES = (("imageTextN.png", BOOK_TEXT), ("imageTextR.png", BOOK_TEXT), ("box.png", None))
+REAL_TEXT_DIR = Path(os.environ.get("OCR_REAL_TEXT_DIR", Path(__file__).resolve().parents[2] / ".cache" / "real-text"))
 
 
 @dataclass(frozen=True)
@@ -58,6 +86,7 @@ class Comparison:
     immich_lines: list[str]
     worker_lines: list[str]
     exact: int
+    same_tokens: int
     lines: int  # lines either side read (the larger count), the agreement's denominator
     immich_accuracy: float | None
     worker_accuracy: float | None
@@ -73,7 +102,22 @@ def real_images() -> list[RealImage]:
         images.append(RealImage(f"scikit-image {name}", rgb, text))
         larger = cv2.resize(rgb, None, fx=2.0, fy=2.0, interpolation=cv2.INTER_CUBIC)
         images.append(RealImage(f"scikit-image {name}, 2x", larger, text))
+    for file, text in OPENCV_IMAGES:
+        bgr = cv2.imread(str(REAL_TEXT_DIR / file), cv2.IMREAD_COLOR)
+        if bgr is not None:
+            images.append(RealImage(f"OpenCV {file.rsplit('.', 1)[0]}", np.ascontiguousarray(bgr[:, :, ::-1]), text))
     return images
+
+
+def missing_real_text() -> list[str]:
+    """OpenCV's images that are not in REAL_TEXT_DIR (scripts/fetch-real-text.sh fetches them)."""
+    return [file for file, _ in OPENCV_IMAGES if not (REAL_TEXT_DIR / file).is_file()]
+
+
+def search_tokens(text: str) -> list[str]:
+    """The words Immich's server indexes for a line: runs of characters above U+0020, as its
+    `tokenizeForSearch` cuts them (CJK runs, which it splits into pairs, do not occur here)."""
+    return "".join(c if ord(c) > 32 else " " for c in text).split()
 
 
 def _reading(quads: list[np.ndarray], texts: list[str]) -> str:
@@ -115,6 +159,7 @@ async def compare(images: list[RealImage] | None = None) -> list[Comparison]:
                 ref_texts,
                 list(ours.text),
                 agreement.exact,
+                _same_tokens(ref_texts, list(ours.text)),
                 max(agreement.reference_lines, agreement.worker_lines),
                 None if truth is None else char_accuracy(truth, _reading(ref_quads, ref_texts)),
                 None if truth is None else char_accuracy(truth, _reading(our_quads, list(ours.text))),
@@ -123,22 +168,38 @@ async def compare(images: list[RealImage] | None = None) -> list[Comparison]:
     return results
 
 
+def _same_tokens(immich: list[str], worker: list[str]) -> int:
+    """Immich's lines whose search tokens some worker line gives exactly (each worker line once)."""
+    left = [search_tokens(text) for text in worker]
+    same = 0
+    for text in immich:
+        tokens = search_tokens(text)
+        if tokens in left:
+            left.remove(tokens)
+            same += 1
+    return same
+
+
 def _f(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
 def main() -> None:
     results = asyncio.run(compare())
-    print("| image | lines Immich / worker | exact-line agreement | char accuracy Immich | char accuracy worker |")
-    print("|---|---:|---:|---:|---:|")
+    if missing := missing_real_text():
+        print(f"left out (run scripts/fetch-real-text.sh): {', '.join(missing)}\n")
+    print("| image | lines Immich / worker | exact-line agreement | search-token agreement | char accuracy Immich | char accuracy worker |")
+    print("|---|---:|---:|---:|---:|---:|")
     for r in results:
         agreement = f"{r.exact}/{r.lines} = {r.exact / r.lines:.3f}" if r.lines else "- (no line on either side)"
+        tokens = f"{r.same_tokens}/{r.lines} = {r.same_tokens / r.lines:.3f}" if r.lines else "-"
         print(
-            f"| {r.name} | {len(r.immich_lines)} / {len(r.worker_lines)} | {agreement} "
+            f"| {r.name} | {len(r.immich_lines)} / {len(r.worker_lines)} | {agreement} | {tokens} "
             f"| {_f(r.immich_accuracy)} | {_f(r.worker_accuracy)} |"
         )
     exact, lines = sum(r.exact for r in results), sum(r.lines for r in results)
-    print(f"\nall images: {exact}/{lines} = {exact / lines:.3f} exact-line agreement")
+    same = sum(r.same_tokens for r in results)
+    print(f"\nall images: {exact}/{lines} = {exact / lines:.3f} exact-line agreement, {same}/{lines} = {same / lines:.3f} search-token agreement")
     for r in results:
         print(f"\n{r.name}\n  Immich: {r.immich_lines}\n  worker: {r.worker_lines}")
 
