@@ -6,8 +6,8 @@ PP-OCRv5 mobile weights at the HEFs' fixed sizes, `ocr_networks`) and with
 both with Immich's server options, and reports per image:
 - exact-line agreement: lines both read identically (paired by text, then box) over the lines
   either side read, as `verify` scores it;
-- search-token agreement: the same pairs counted when both lines give Immich's search index the
-  same words (its server's `tokenizeForSearch` splits a line at whitespace, so a leading space or
+- search-token agreement: Immich's lines that some worker line (each used once) gives Immich's
+  search index exactly the same words for, over the same denominator (its server's `tokenizeForSearch` splits a line at whitespace, so a leading space or
   a space the other side lost is invisible to search but not to the exact measure);
 - character accuracy of each side against a hand transcription, where the image has one: lines
   sorted top to bottom and joined by spaces, 1 - edit distance / transcription length.
@@ -184,6 +184,10 @@ def _f(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _share(part: int, whole: int) -> str:
+    return f"{part}/{whole} = {part / whole:.3f}" if whole else "- (no line on either side)"
+
+
 def main() -> None:
     results = asyncio.run(compare())
     if missing := missing_real_text():
@@ -191,15 +195,13 @@ def main() -> None:
     print("| image | lines Immich / worker | exact-line agreement | search-token agreement | char accuracy Immich | char accuracy worker |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in results:
-        agreement = f"{r.exact}/{r.lines} = {r.exact / r.lines:.3f}" if r.lines else "- (no line on either side)"
-        tokens = f"{r.same_tokens}/{r.lines} = {r.same_tokens / r.lines:.3f}" if r.lines else "-"
         print(
-            f"| {r.name} | {len(r.immich_lines)} / {len(r.worker_lines)} | {agreement} | {tokens} "
+            f"| {r.name} | {len(r.immich_lines)} / {len(r.worker_lines)} | {_share(r.exact, r.lines)} | {_share(r.same_tokens, r.lines)} "
             f"| {_f(r.immich_accuracy)} | {_f(r.worker_accuracy)} |"
         )
-    exact, lines = sum(r.exact for r in results), sum(r.lines for r in results)
-    same = sum(r.same_tokens for r in results)
-    print(f"\nall images: {exact}/{lines} = {exact / lines:.3f} exact-line agreement, {same}/{lines} = {same / lines:.3f} search-token agreement")
+    lines = sum(r.lines for r in results)
+    exact, same = sum(r.exact for r in results), sum(r.same_tokens for r in results)
+    print(f"\nall images: {_share(exact, lines)} exact-line agreement, {_share(same, lines)} search-token agreement")
     for r in results:
         print(f"\n{r.name}\n  Immich: {r.immich_lines}\n  worker: {r.worker_lines}")
 
