@@ -27,7 +27,10 @@ from ml_target.testing.ocr_pages import text_page
 
 pytestmark = pytest.mark.slow
 
-GRACE_S = 30.0  # six dense pages take ~10 s of CPU on a slow 2-core runner
+# Six dense pages take ~16 s here (2 cores); a slower or busier runner can take twice that, and a
+# request still running when the grace period ends is cancelled and its connection closed
+# unanswered. The grace period only bounds the wait: the test lasts as long as the work.
+GRACE_S = 60.0
 # uvicorn re-raises the SIGTERM it captured once its graceful shutdown is complete, so the process
 # ends "terminated by SIGTERM" (143 in a shell, what Docker expects from a stop); 0 if `serve`
 # turns that final signal into a normal exit. Either way the shutdown itself is checked below.
@@ -133,9 +136,11 @@ async def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_releases
         # delay; a connection the kernel queued before that is closed unanswered.
         await refused(server.url, within_s=3.0)
         assert not all(task.done() for task in in_flight), "the requests finished before the signal: not slow enough"
-        responses = await asyncio.gather(*in_flight)
+        outcomes = await asyncio.gather(*in_flight, return_exceptions=True)
         finished = time.monotonic() - signalled
-    assert [r.status_code for r in responses] == [200] * 6, [r.text[:200] for r in responses]
+    answered = [o.status_code if isinstance(o, httpx.Response) else repr(o) for o in outcomes]
+    assert answered == [200] * 6, f"{answered} after {finished:.1f} s; worker log:\n{server.output()[-3000:]}"
+    responses = [o for o in outcomes if isinstance(o, httpx.Response)]
     assert all(r.json()["ocr"]["text"] for r in responses)  # real answers, not cut short
     code = await asyncio.to_thread(server.process.wait, GRACE_S + 5)
     exited = time.monotonic() - signalled
