@@ -37,6 +37,7 @@ from ml_target.errors import BadRequest, PayloadTooLarge
 from ml_target.vision.clip_transform import MAX_ASPECT_RATIO, clip_crop
 from ml_target.vision.decode import decode_image
 from ml_target.vision.letterbox import letterbox, letterbox_size
+from ml_target.vision.ocr_levels import immich_levels
 from ml_target.vision.ocr_resize import plan_fit, render_input
 
 IMAGE_TASKS = {"clip": CLIP_IMAGE_ENTRIES, "faces": FACES_ENTRIES, "ocr": OCR_ENTRIES}
@@ -491,7 +492,7 @@ def test_ocr_fit_of_any_size_fits_the_detector(width: int, height: int, max_reso
         assert 1 <= fit.resized[0] <= input_hw[0] and 1 <= fit.resized[1] <= input_hw[1]
         assert 0 <= fit.top < fit.bottom <= height
     if width * height <= 500_000:
-        frame = render_input(np.zeros((height, width, 3), np.uint8), fits[0], input_hw)
+        frame = render_input(np.zeros((height, width, 3), np.uint8), fits[0], input_hw, immich_levels((0, 0, 0), (127.5,) * 3))
         assert frame.shape == (*input_hw, 3)
 
 

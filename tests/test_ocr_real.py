@@ -26,8 +26,10 @@ async def test_scanned_page_reads_nearly_like_immichs_pipeline() -> None:
     assert enlarged.exact >= 6
     assert set(PAGE_TEXT[:6]) <= set(enlarged.worker_lines)
     assert enlarged.worker_accuracy >= enlarged.immich_accuracy
-    assert len(shipped.worker_lines) >= 6 and set(PAGE_TEXT[:4]) <= set(shipped.worker_lines)
+    assert len(shipped.worker_lines) == len(PAGE_TEXT) and set(PAGE_TEXT[:4]) <= set(shipped.worker_lines)
     assert shipped.exact >= 4
+    assert shipped.worker_accuracy >= shipped.immich_accuracy
+    assert enlarged.immich_alone <= 6 and shipped.immich_alone <= 6  # Immich disagrees with itself
 
 
 async def test_a_book_page_of_long_lines_gives_immichs_search_the_same_words() -> None:
@@ -36,7 +38,15 @@ async def test_a_book_page_of_long_lines_gives_immichs_search_the_same_words() -
     images = {image.name: image for image in real_images()}
     page, rotated = await compare([images["OpenCV imageTextN"], images["OpenCV imageTextR"]])
     assert [line.strip() for line in page.worker_lines] == list(BOOK_TEXT)
-    assert page.lines == 13 and page.same_tokens >= 12 and page.exact >= 7
+    assert page.lines == 13 and page.same_tokens >= 12 and page.exact >= 8
     assert page.worker_accuracy >= page.immich_accuracy
-    assert len(rotated.worker_lines) == 13 and rotated.same_tokens >= 12 and rotated.exact >= 12
-    assert rotated.worker_accuracy >= 0.91
+    assert len(rotated.worker_lines) == 13 and rotated.same_tokens == rotated.exact == 13
+    assert rotated.worker_accuracy >= rotated.immich_accuracy
+
+
+async def test_immich_reads_its_own_lines_differently_beside_other_lines() -> None:
+    """Immich's self-agreement, each line alone against its batch, is under the issue's 0.95
+    exact-line target on these images: a ceiling no fixed-width recogniser can be held above."""
+    results = await compare()
+    alone, lines = sum(r.immich_alone for r in results), sum(len(r.immich_lines) for r in results)
+    assert lines >= 14 and alone < 0.95 * lines

@@ -5,9 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from PIL import Image
+
+from ml_target.networks import IMAGENET_MEAN_255, IMAGENET_STD_255
+from ml_target.vision.ocr_levels import immich_levels
 from ml_target.vision.ocr_resize import DetectionFit, immich_input_size, plan_fit, render_input
 
 INPUT = (544, 960)
+IDENTITY = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)
 
 
 def test_immich_input_size_examples() -> None:
@@ -35,7 +40,15 @@ def test_small_max_resolution_caps_the_scale() -> None:
     (fit,) = plan_fit(1440, 1920, INPUT, 200, max_tiles=3)
     # Immich: shorter side 200 -> 200 x 266 -> (192, 256) after rounding to 32
     assert (fit.top, fit.bottom) == (0, 1440)
-    assert fit.resized == (192, 256)
+    assert fit.resized == (192, 256) and fit.immich_size
+
+
+def test_immich_size_is_used_exactly_when_it_fits() -> None:
+    (fit,) = plan_fit(500, 700, INPUT, 736, max_tiles=3)
+    assert fit.resized == immich_input_size(500, 700, 736) == (512, 704)  # stretched as Immich does
+    assert fit.immich_size
+    (larger,) = plan_fit(1080, 1920, INPUT, 736, max_tiles=3)  # Immich's (736, 1312) does not fit
+    assert not larger.immich_size
 
 
 def test_small_image_is_not_enlarged_beyond_immich() -> None:
@@ -79,8 +92,29 @@ def test_render_input_places_the_band_top_left_on_black() -> None:
     image = np.full((1920, 1440, 3), 200, np.uint8)
     image[1000:] = 50
     fits = plan_fit(1920, 1440, INPUT, 736, max_tiles=3)
-    frame = render_input(image, fits[1], INPUT)
+    frame = render_input(image, fits[1], INPUT, IDENTITY)
     rh, rw = fits[1].resized
     assert frame.shape == (544, 960, 3) and frame.dtype == np.uint8
     assert (frame[rh:] == 0).all() and (frame[:, rw:] == 0).all()
     assert frame[0, 0, 0] == 200 and frame[rh - 1, rw - 1, 0] == 50
+
+
+def test_immich_size_frame_is_pillow_lanczos_through_the_levels() -> None:
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (500, 700, 3), dtype=np.uint8)
+    (fit,) = plan_fit(500, 700, INPUT, 736)
+    levels = immich_levels(IMAGENET_MEAN_255, IMAGENET_STD_255)
+    frame = render_input(image, fit, INPUT, levels)
+    expected = np.asarray(Image.fromarray(image).resize((704, 512), Image.Resampling.LANCZOS))
+    for channel in range(3):
+        assert (frame[:512, :704, channel] == levels[0, expected[..., channel], channel]).all()
+    assert (frame[512:] == 0).all() and (frame[:, 704:] == 0).all()
+
+
+def test_levels_give_the_hef_immichs_detector_values() -> None:
+    mean, std = np.array(IMAGENET_MEAN_255), np.array(IMAGENET_STD_255)
+    levels = immich_levels(mean, std)[0].astype(np.float64)
+    immich = (np.arange(256)[:, None] - 0.5) / 127.5  # immich-protocol.md §6.5
+    assert np.abs((levels - mean) / std - immich).max() <= 0.5 / std.min() + 1e-9  # within rounding
+    assert levels[0].tolist() == [123, 116, 103] and levels[255].tolist() == [240, 230, 218]
+    assert (np.diff(levels, axis=0) >= 0).all()

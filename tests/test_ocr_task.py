@@ -18,7 +18,15 @@ from ml_target.config import Settings
 from ml_target.errors import BadRequest, ConfigurationError, DeviceError, ModelNotServed
 from ml_target.hailo.types import EdgeInfo, QuantInfo
 from ml_target.results import TextDetections, TextLines
-from ml_target.tasks.ocr import FRAMES_IN_FLIGHT, OcrDetection, OcrRecognition, create_ocr_handlers
+from ml_target.networks import NETWORKS
+from ml_target.tasks.ocr import (
+    DETECTOR_HEF,
+    FRAMES_IN_FLIGHT,
+    IMAGENET_NORM,
+    OcrDetection,
+    OcrRecognition,
+    create_ocr_handlers,
+)
 from ml_target.testing.ocr_networks import ocr_networks, ocrspine_file
 from ml_target.testing.ocr_pages import Phrase, page_accuracy, read_phrases, render_page, text_page
 from ml_target.text.ocr_dictionary import DICTIONARY_FILE, load_dictionary
@@ -248,6 +256,36 @@ async def test_the_recogniser_gets_the_declared_channel_order(dictionary, channe
     await recognition.run(image, recognition.parse_options({}), detections(1))
     assert network.frames[0][24, 10].tolist() == [first, 120, 230 - first]
     assert recognition.describe()["channels"] == channels
+
+
+class RecordingDetector:
+    """A detector `Network` that finds nothing and keeps every frame it is given."""
+
+    def __init__(self) -> None:
+        self.name = "recording"
+        self.inputs = (EdgeInfo("in", (544, 960, 3), np.dtype(np.uint8), QuantInfo(1, 0, 0, 255)),)
+        self.outputs = (EdgeInfo("out", (544, 960, 1), np.dtype(np.float32), QuantInfo(1 / 255, 0, 0, 1)),)
+        self.batch_size = 4
+        self.frames: list[np.ndarray] = []
+
+    async def infer(self, frame: np.ndarray, *, timeout: float | None = None) -> dict[str, np.ndarray]:
+        self.frames.append(frame)
+        return {"out": np.zeros((544, 960, 1), np.float32)}
+
+
+async def test_the_detector_gets_immichs_size_and_values_through_its_normalisation() -> None:
+    assert NETWORKS[DETECTOR_HEF].normalization == IMAGENET_NORM  # the HEF the levels are made for
+    network = RecordingDetector()
+    detection = OcrDetection(network)
+    image = np.empty((300, 400, 3), np.uint8)
+    image[...] = (200, 120, 30)  # RGB
+    await detection.run(image, detection.parse_options({}))
+    (frame,) = network.frames
+    # Immich: 288x384 input (round-half-even of 9.375 and 12.5 blocks of 32), BGR (30, 120, 200)
+    # as (x - 0.5) / 127.5; level q with (q - mean) / std equal to that, per fed channel:
+    # 123.675 + 58.395 * 29.5 / 127.5, 116.28 + 57.12 * 119.5 / 127.5, 103.53 + 57.375 * 199.5 / 127.5
+    assert frame[:288, :384].reshape(-1, 3).tolist() == [[137, 170, 193]] * (288 * 384)
+    assert (frame[288:] == 0).all() and (frame[:, 384:] == 0).all()
 
 
 class FailingBurst(ScriptedRecogniser):

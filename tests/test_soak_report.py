@@ -107,3 +107,33 @@ def test_a_soak_without_two_idle_samples_after_the_warm_up_is_not_judged() -> No
     run.idle = [s for s in run.idle if s.t < 60]
     result = report(CONFIG, run, wall_s=120.0)
     assert result["rss_mb"] is None and result["passed"] is False  # not for want of requests: see the growth
+
+
+async def test_no_fault_is_injected_too_late_for_traffic_to_meet_it(monkeypatch) -> None:
+    """The idle sample before a fault can wait for requests long past the interval; a fault injected
+    after that, near or past the run's end, would meet no traffic and never be seen to recover."""
+    import asyncio
+    import time
+
+    from ml_target.benchmarks import soak
+
+    injected: list[float] = []
+
+    async def health(http):
+        return {"networks": {"net": {"network_group": "group"}}}
+
+    async def slow_idle_sample(run):
+        await asyncio.sleep(0.3)
+
+    async def recovery(http, fault, before):
+        return time.monotonic()
+
+    monkeypatch.setattr(soak, "_health", health)
+    monkeypatch.setattr(soak, "_idle_sample", slow_idle_sample)
+    monkeypatch.setattr(soak, "_inject", lambda kind, network, config: injected.append(time.monotonic()))
+    monkeypatch.setattr(soak, "_await_recovery", recovery)
+    monkeypatch.setattr(soak, "LAST_FAULT_BEFORE_END_S", 0.5)
+    end = time.monotonic() + 1.5
+    await soak._faults("http://unused", SoakConfig(fault_interval_s=0.1), _Run(), end)
+    assert 1 <= len(injected) <= 2  # at about 0.4 s and 0.8 s; before the fix also 1.2 and 1.6 s
+    assert max(injected) <= end - 0.5

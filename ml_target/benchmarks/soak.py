@@ -67,6 +67,10 @@ ERROR_PAUSE_S = 0.5  # a client pauses after a failure, as a job queue would, in
 FAULT_GRACE_S = 1.0  # requests already failing when /health turns healthy again finish within this
 RSS_GROWTH_LIMIT_PCT = 10.0
 IDLE_WAIT_S = 30.0  # for the clients' requests to finish before an idle sample (a stall's deadline is 11 s)
+# A failed run_async or burst is noticed only by the traffic that meets it, and clients stop at the
+# run's end: no fault is injected later than this before it (the idle sample before a fault can take
+# up to IDLE_WAIT_S, so the interval check alone let one land after the end and never recover).
+LAST_FAULT_BEFORE_END_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -305,6 +309,8 @@ async def _faults(base_url: str, config: SoakConfig, run: _Run, end: float) -> N
         while time.monotonic() + config.fault_interval_s < end:
             await asyncio.sleep(config.fault_interval_s)
             await _idle_sample(run)
+            if time.monotonic() + LAST_FAULT_BEFORE_END_S > end:
+                break
             kind = FAULT_KINDS[index % len(FAULT_KINDS)]
             network = None if kind == "vanish" else rng.choice(groups)
             index += 1

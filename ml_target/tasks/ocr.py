@@ -1,11 +1,12 @@
 """Immich's OCR task on the PP-OCRv5 mobile HEFs: ("ocr", "detection") and ("ocr", "recognition").
 
 Served faithfully: `PP-OCRv5_mobile` (and its explicit Chinese-variant name `CH__PP-OCRv5_mobile`),
-the same detector and recogniser weights Immich uses. Boxes differ from Immich's because the Hailo
-detector has a fixed 544x960 input and ImageNet input normalisation (Immich runs at its
-`maxResolution` size with its own normalisation); text agrees where the crops agree. Other Immich
-OCR models (`PP-OCRv5_server`, `EN__`/`LATIN__`/... recognisers) have other weights and
-dictionaries: they are refused rather than answered with this recogniser.
+the same detector and recogniser weights Immich uses. Where Immich's detector input fits the
+HEF's fixed 544x960 input, the detector gets exactly Immich's frame: its size, filter and input
+values (`ocr_resize`, `ocr_levels`). Larger images are scaled down or cut into bands, so their
+boxes can differ from Immich's; text agrees where the crops agree. Other Immich OCR models
+(`PP-OCRv5_server`, `EN__`/`LATIN__`/... recognisers) have other weights and dictionaries: they
+are refused rather than answered with this recogniser.
 
 The detector sees BGR pixels: PaddleOCR trains on OpenCV (BGR) images with the ImageNet mean/std
 listed in RGB order, Immich's detector feeds BGR, and the Model Zoo evaluates this HEF on BGR.
@@ -27,17 +28,20 @@ import numpy as np
 from ml_target.config import Settings
 from ml_target.errors import BadRequest, ModelNotServed
 from ml_target.hailo.types import Network
-from ml_target.networks import NETWORKS
+from ml_target.networks import IMAGENET_MEAN_255, IMAGENET_STD_255, NETWORKS
 from ml_target.results import TextDetections, TextLines
 from ml_target.text.ocr_dictionary import DICTIONARY_FILE, check_class_count, load_dictionary
 from ml_target.vision.ctc import CtcPath, greedy_path, line_score, path_text
 from ml_target.vision.dbnet import SCORE_MODES, db_boxes, drop_duplicates, finish_boxes, reading_order
 from ml_target.vision.ocr_crops import Window, crop_quad, line_windows, merge_windows, squashed_frame
+from ml_target.vision.ocr_levels import immich_levels
 from ml_target.vision.ocr_resize import MAX_RESOLUTION_CAP, MAX_TILES, DetectionFit, plan_fit, render_input
 
 SERVED_MODELS = ("PP-OCRv5_mobile", "CH__PP-OCRv5_mobile")
 DETECTOR_HEF = "paddle_ocr_v5_mobile_detection"
 RECOGNISER_HEF = "paddle_ocr_v5_mobile_recognition"
+# The detector HEF's in-network normalisation (docs/hardware-evidence.md §1.15), as NETWORKS lists it.
+IMAGENET_NORM = (IMAGENET_MEAN_255, IMAGENET_STD_255)
 MIN_IMAGE_SIDE = 32
 DEFAULT_DETECTION_SCORE = 0.5
 DEFAULT_MAX_RESOLUTION = 736
@@ -131,7 +135,9 @@ class OcrDetection:
     `SMALL_TEXT_PX` (box short side in detector pixels, where measured accuracy starts to drop,
     README); boxes the whole frame found elsewhere are kept. Text that small is screened with a
     lower box threshold (`SCREEN_SCORE`), since the small scale lowers its scores. With
-    `screen=False` every band runs (the behaviour before screening).
+    `screen=False` every band runs (the behaviour before screening). `normalization` is the HEF's
+    in-network mean and std (channels as fed), from which `ocr_levels` makes the frame that is
+    Immich's own input give the network Immich's values.
     """
 
     task = "ocr"
@@ -139,10 +145,18 @@ class OcrDetection:
     modality = "image"
     depends_on = None
 
-    def __init__(self, network: Network, *, max_tiles: int = MAX_TILES, screen: bool = True) -> None:
+    def __init__(
+        self,
+        network: Network,
+        *,
+        max_tiles: int = MAX_TILES,
+        screen: bool = True,
+        normalization: tuple[tuple[float, ...], tuple[float, ...]] = IMAGENET_NORM,
+    ) -> None:
         self.network = network
         self.max_tiles = max_tiles
         self.screen = screen
+        self._levels = immich_levels(*normalization)
         self._output = network.outputs[0]
         self._input_hw = tuple(network.inputs[0].shape[:2])
 
@@ -160,7 +174,7 @@ class OcrDetection:
         )
 
     def _render(self, bgr: np.ndarray, fits: list[DetectionFit]) -> list[np.ndarray]:
-        return [render_input(bgr, fit, self._input_hw) for fit in fits]
+        return [render_input(bgr, fit, self._input_hw, self._levels) for fit in fits]
 
     async def _probabilities(self, frames: list[np.ndarray]) -> list[np.ndarray]:
         outputs = await asyncio.gather(*(self.network.infer(frame) for frame in frames))

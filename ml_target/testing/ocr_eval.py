@@ -4,6 +4,8 @@ Compares the design choices that the fixed Hailo input sizes force, on the real 
 weights at the HEFs' sizes (via `ocr_networks`):
 - pages fitted plainly into 544x960 vs cut into overlapping bands (portrait pages), every band or
   only where the whole-image frame finds small text (the default);
+- pages small enough for Immich's own detector input: its pixel levels (the default) vs the
+  pixels as they are (`ocr_levels`);
 - long lines squashed into one 320 px frame vs read in overlapping windows.
 With `--device`, instead, the modelled Hailo-8 device time per page through the runtime on the
 emulator (its "hailo8" timing profile).
@@ -52,6 +54,26 @@ async def page_table() -> list[tuple[str, int, float, float, float]]:
             image, phrases = text_page(w, h, size)
             scores = [page_accuracy(phrases, await read(d, recogniser, image)) for d in detectors]
             rows.append((orientation, size, *scores))
+    return rows
+
+
+SMALL_PAGES = (("landscape 640x480", (640, 480)), ("landscape 800x500", (800, 500)))
+# Levels for a network that normalised as Immich does: each pixel level maps to itself.
+PLAIN_LEVELS = ((0.5,) * 3, (127.5,) * 3)
+
+
+async def small_page_table() -> list[tuple[str, int, float, float]]:
+    """(page, font px, accuracy: pixels as they are, Immich's levels (default)) per small page."""
+    det_net, rec_net = ocr_networks()
+    dictionary = load_dictionary(ocrspine_file("ppocr_keys_v5.txt"))
+    detectors = (OcrDetection(det_net, normalization=PLAIN_LEVELS), OcrDetection(det_net))
+    recogniser = OcrRecognition(rec_net, dictionary)
+    rows = []
+    for name, (w, h) in SMALL_PAGES:
+        for size in PAGE_SIZES:
+            image, phrases = text_page(w, h, size)
+            plain, immich = [page_accuracy(phrases, await read(d, recogniser, image)) for d in detectors]
+            rows.append((name, size, plain, immich))
     return rows
 
 
@@ -123,6 +145,11 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|")
     for orientation, size, a, b, c in asyncio.run(page_table()):
         print(f"| {orientation} | {size} | {a:.3f} | {b:.3f} | {c:.3f} |")
+    print()
+    print("| page (Immich's own input size) | font px | pixels as they are | Immich's levels (default) |")
+    print("|---|---:|---:|---:|")
+    for name, size, a, b in asyncio.run(small_page_table()):
+        print(f"| {name} | {size} | {a:.3f} | {b:.3f} |")
     print()
     print("| long line chars | ink aspect w/h | squashed | windowed |")
     print("|---:|---:|---:|---:|")

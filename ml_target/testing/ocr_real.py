@@ -10,7 +10,11 @@ both with Immich's server options, and reports per image:
   search index exactly the same words for, over the same denominator (its server's `tokenizeForSearch` splits a line at whitespace, so a leading space or
   a space the other side lost is invisible to search but not to the exact measure);
 - character accuracy of each side against a hand transcription, where the image has one: lines
-  sorted top to bottom and joined by spaces, 1 - edit distance / transcription length.
+  sorted top to bottom and joined by spaces, 1 - edit distance / transcription length;
+- Immich against itself: Immich's lines it reads identically when each is recognised alone, over
+  its lines. Immich pads each batch of six crops to the batch's widest, and the recogniser's
+  reading of a line depends on that width, so the same box reads differently beside other lines:
+  a ceiling for how well any recogniser with one fixed input width can agree with it line by line.
 
 Images, all from installed packages: scikit-image's `page` (a real scan of a printed page,
 191 x 384, "no known copyright restrictions") and `text` (a photograph of handwriting on paper,
@@ -37,6 +41,7 @@ from ml_target.testing.ocr_networks import ocr_networks, ocrspine_file
 from ml_target.testing.ocr_pages import char_accuracy
 from ml_target.text.ocr_dictionary import load_dictionary
 from ml_target.verify.metrics import match_lines
+from ml_target.verify.reference_ocr import ImmichOcr
 
 IMMICH_DETECTION = {"minScore": 0.5, "maxResolution": 736}
 IMMICH_RECOGNITION_SCORE = 0.8
@@ -90,6 +95,7 @@ class Comparison:
     lines: int  # lines either side read (the larger count), the agreement's denominator
     immich_accuracy: float | None
     worker_accuracy: float | None
+    immich_alone: int  # Immich's lines read the same alone as in its batch (of len(immich_lines))
 
 
 def real_images() -> list[RealImage]:
@@ -129,7 +135,6 @@ def _reading(quads: list[np.ndarray], texts: list[str]) -> str:
 async def compare(images: list[RealImage] | None = None) -> list[Comparison]:
     """Each image through both pipelines (module docstring)."""
     from ml_target.verify.cache import OcrFiles, _table
-    from ml_target.verify.reference_ocr import ImmichOcr
 
     keys = ocrspine_file("ppocr_keys_v5.txt")
     immich = ImmichOcr(
@@ -163,9 +168,16 @@ async def compare(images: list[RealImage] | None = None) -> list[Comparison]:
                 max(agreement.reference_lines, agreement.worker_lines),
                 None if truth is None else char_accuracy(truth, _reading(ref_quads, ref_texts)),
                 None if truth is None else char_accuracy(truth, _reading(our_quads, list(ours.text))),
+                _read_alone(immich, image.rgb, ref_quads, ref_texts),
             )
         )
     return results
+
+
+def _read_alone(immich: ImmichOcr, rgb: np.ndarray, quads: list[np.ndarray], texts: list[str]) -> int:
+    """Immich's lines that its recogniser reads the same when given each box alone."""
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    return sum(immich.recognise(bgr, [quad])[0][0] == text for quad, text in zip(quads, texts))
 
 
 def _same_tokens(immich: list[str], worker: list[str]) -> int:
@@ -192,16 +204,23 @@ def main() -> None:
     results = asyncio.run(compare())
     if missing := missing_real_text():
         print(f"left out (run scripts/fetch-real-text.sh): {', '.join(missing)}\n")
-    print("| image | lines Immich / worker | exact-line agreement | search-token agreement | char accuracy Immich | char accuracy worker |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        "| image | lines Immich / worker | exact-line agreement | search-token agreement "
+        "| char accuracy Immich | char accuracy worker | Immich alone vs in its batch |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(
             f"| {r.name} | {len(r.immich_lines)} / {len(r.worker_lines)} | {_share(r.exact, r.lines)} | {_share(r.same_tokens, r.lines)} "
-            f"| {_f(r.immich_accuracy)} | {_f(r.worker_accuracy)} |"
+            f"| {_f(r.immich_accuracy)} | {_f(r.worker_accuracy)} | {_share(r.immich_alone, len(r.immich_lines))} |"
         )
     lines = sum(r.lines for r in results)
     exact, same = sum(r.exact for r in results), sum(r.same_tokens for r in results)
-    print(f"\nall images: {_share(exact, lines)} exact-line agreement, {_share(same, lines)} search-token agreement")
+    alone, immich = sum(r.immich_alone for r in results), sum(len(r.immich_lines) for r in results)
+    print(
+        f"\nall images: {_share(exact, lines)} exact-line agreement, {_share(same, lines)} search-token agreement, "
+        f"Immich alone vs in its batch {_share(alone, immich)}"
+    )
     for r in results:
         print(f"\n{r.name}\n  Immich: {r.immich_lines}\n  worker: {r.worker_lines}")
 

@@ -1,10 +1,14 @@
 """Fitting a received image into the detector's fixed input, and mapping boxes back.
 
 Immich resizes the image so that its shorter side is at most `maxResolution` (never enlarging),
-rounds both sides to multiples of 32, and runs DBNet at that size. The Hailo detector has one fixed
-input (544x960), so we scale the image to fit it, keeping the aspect ratio, never beyond the scale
-Immich would use, and place it at the top-left corner on black padding (the padding is cut off the
-probability map before post-processing).
+rounds both sides to multiples of 32 (which stretches it slightly), resizes it with Pillow's Lanczos
+filter and runs DBNet at that size. The Hailo detector has one fixed input (544x960). When Immich's
+size fits in it, the frame is exactly Immich's input: the same size and filter, and pixel levels
+that give the network Immich's input values (`ocr_levels`), at the top-left corner on black
+padding (the padding is cut off the probability map before post-processing). Otherwise the image
+is scaled to fit with OpenCV, keeping the aspect ratio, never beyond the scale Immich would use,
+and its levels are left as they are: measured on rendered pages (README), Immich's levels there
+read small text better but lost spaces and repeated digits in larger text.
 
 A portrait page fits only 544 px of height: a 1440x1920 preview lands at 408x544 and small text
 is lost; even a 4:3 landscape preview lands at 725x544, below the 992x736 Immich would use.
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from PIL import Image
 
 MAX_RESOLUTION_CAP = 16384  # any larger request changes nothing: the detector input is far smaller
 MAX_TILES = 3
@@ -46,12 +51,14 @@ def immich_input_size(height: int, width: int, max_resolution: int) -> tuple[int
 @dataclass(frozen=True)
 class DetectionFit:
     """One detector frame: the band of rows [top, bottom) of the received image, resized to
-    `resized` (height, width) at the input's top-left. `image` is the received (height, width)."""
+    `resized` (height, width) at the input's top-left. `image` is the received (height, width);
+    `immich_size` marks the frame that is exactly Immich's detector input (module doc)."""
 
     image: tuple[int, int]
     top: int
     bottom: int
     resized: tuple[int, int]
+    immich_size: bool = False
 
     @property
     def scale(self) -> float:
@@ -91,11 +98,13 @@ def plan_fit(
 ) -> list[DetectionFit]:
     """The detector frames for an image: one, or overlapping bands for a tall image.
 
-    Bands are used only when they enlarge the image by `MIN_TILE_GAIN` or more (each band is a full
-    detector run; a 16:9 image is already limited by its width), and then the fewest bands that
-    reach 95% of the scale `max_tiles` bands would give.
+    Immich's own input when it fits. Otherwise, bands are used only when they enlarge the image by
+    `MIN_TILE_GAIN` or more (each band is a full detector run; a 16:9 image is already limited by
+    its width), and then the fewest bands that reach 95% of the scale `max_tiles` bands would give.
     """
     cap_h, cap_w = immich_input_size(height, width, min(max_resolution, MAX_RESOLUTION_CAP))
+    if cap_h <= input_hw[0] and cap_w <= input_hw[1]:
+        return [DetectionFit((height, width), 0, height, (cap_h, cap_w), immich_size=True)]
     cap = min(cap_h / height, cap_w / width)
     best = _band_scale(height, width, input_hw, cap, max_tiles)
     single = _band_scale(height, width, input_hw, cap, 1)
@@ -115,12 +124,21 @@ def plan_fit(
     ]
 
 
-def render_input(image: np.ndarray, fit: DetectionFit, input_hw: tuple[int, int]) -> np.ndarray:
-    """The detector frame: the band resized into the top-left of a black input."""
-    band = image[fit.top : fit.bottom]
+def _resize(band: np.ndarray, fit: DetectionFit) -> np.ndarray:
     rh, rw = fit.resized
+    if band.shape[:2] == (rh, rw):
+        return band
+    if fit.immich_size:
+        return np.asarray(Image.fromarray(band).resize((rw, rh), Image.Resampling.LANCZOS))
     shrinking = rh < band.shape[0] or rw < band.shape[1]
-    resized = cv2.resize(band, (rw, rh), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
+    return cv2.resize(band, (rw, rh), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
+
+
+def render_input(image: np.ndarray, fit: DetectionFit, input_hw: tuple[int, int], immich_levels: np.ndarray) -> np.ndarray:
+    """The detector frame: the band resized into the top-left of a black input; Immich's input
+    (`fit.immich_size`) mapped through `immich_levels` (module doc)."""
+    rh, rw = fit.resized
+    resized = _resize(image[fit.top : fit.bottom], fit)
     frame = np.zeros((*input_hw, image.shape[2]), dtype=np.uint8)
-    frame[:rh, :rw] = resized
+    frame[:rh, :rw] = cv2.LUT(np.ascontiguousarray(resized), immich_levels) if fit.immich_size else resized
     return frame
