@@ -43,7 +43,7 @@ COLOURS = {"red": (215, 35, 35), "green": (40, 165, 65), "blue": (40, 70, 215), 
 IMMICH_OCR = {"detection": {"options": {"minScore": 0.5, "maxResolution": 736}},
               "recognition": {"options": {"minScore": 0.8}}}
 JPEG_QUALITY = 90
-OCR_SMALL_PAGE = (640, 480)  # (width, height): Immich's detector input at maxResolution 736 fits the HEF's
+OCR_SMALL_PAGE = (640, 480)  # (width, height): Immich's detector input for it (480x640) fits the HEF's 544x960
 SMALL_PAGE_LABEL = "at 640x480 (Immich's own detector input)"
 COLOUR_SCORE_MARGIN = 0.02  # mean text score by which the swapped order must win to count as better
 
