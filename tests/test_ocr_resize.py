@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from PIL import Image
 
 from ml_target.networks import IMAGENET_MEAN_255, IMAGENET_STD_255

@@ -18,15 +18,8 @@ from ml_target.config import Settings
 from ml_target.errors import BadRequest, ConfigurationError, DeviceError, ModelNotServed
 from ml_target.hailo.types import EdgeInfo, QuantInfo
 from ml_target.results import TextDetections, TextLines
-from ml_target.networks import NETWORKS
-from ml_target.tasks.ocr import (
-    DETECTOR_HEF,
-    FRAMES_IN_FLIGHT,
-    IMAGENET_NORM,
-    OcrDetection,
-    OcrRecognition,
-    create_ocr_handlers,
-)
+from ml_target.networks import IMAGENET_MEAN_255, IMAGENET_STD_255, NETWORKS
+from ml_target.tasks.ocr import DETECTOR_HEF, FRAMES_IN_FLIGHT, OcrDetection, OcrRecognition, create_ocr_handlers
 from ml_target.testing.ocr_networks import ocr_networks, ocrspine_file
 from ml_target.testing.ocr_pages import Phrase, page_accuracy, read_phrases, render_page, text_page
 from ml_target.text.ocr_dictionary import DICTIONARY_FILE, load_dictionary
@@ -274,7 +267,7 @@ class RecordingDetector:
 
 
 async def test_the_detector_gets_immichs_size_and_values_through_its_normalisation() -> None:
-    assert NETWORKS[DETECTOR_HEF].normalization == IMAGENET_NORM  # the HEF the levels are made for
+    assert NETWORKS[DETECTOR_HEF].normalization == (IMAGENET_MEAN_255, IMAGENET_STD_255)  # the values below
     network = RecordingDetector()
     detection = OcrDetection(network)
     image = np.empty((300, 400, 3), np.uint8)

@@ -28,7 +28,7 @@ import numpy as np
 from ml_target.config import Settings
 from ml_target.errors import BadRequest, ModelNotServed
 from ml_target.hailo.types import Network
-from ml_target.networks import IMAGENET_MEAN_255, IMAGENET_STD_255, NETWORKS
+from ml_target.networks import NETWORKS
 from ml_target.results import TextDetections, TextLines
 from ml_target.text.ocr_dictionary import DICTIONARY_FILE, check_class_count, load_dictionary
 from ml_target.vision.ctc import CtcPath, greedy_path, line_score, path_text
@@ -40,8 +40,6 @@ from ml_target.vision.ocr_resize import MAX_RESOLUTION_CAP, MAX_TILES, Detection
 SERVED_MODELS = ("PP-OCRv5_mobile", "CH__PP-OCRv5_mobile")
 DETECTOR_HEF = "paddle_ocr_v5_mobile_detection"
 RECOGNISER_HEF = "paddle_ocr_v5_mobile_recognition"
-# The detector HEF's in-network normalisation (docs/hardware-evidence.md §1.15), as NETWORKS lists it.
-IMAGENET_NORM = (IMAGENET_MEAN_255, IMAGENET_STD_255)
 MIN_IMAGE_SIDE = 32
 DEFAULT_DETECTION_SCORE = 0.5
 DEFAULT_MAX_RESOLUTION = 736
@@ -122,6 +120,14 @@ def _bgr(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[..., ::-1])
 
 
+def _detector_normalization() -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The detector HEF's in-network normalisation (docs/hardware-evidence.md §1.15)."""
+    normalization = NETWORKS[DETECTOR_HEF].normalization
+    if normalization is None:
+        raise ValueError(f"{DETECTOR_HEF} lists no input normalisation: its input levels cannot match Immich's")
+    return normalization
+
+
 def _empty_detections(width: int, height: int) -> TextDetections:
     return TextDetections(np.zeros((0, 4, 2), np.float32), np.zeros((0,), np.float32), width, height)
 
@@ -136,7 +142,7 @@ class OcrDetection:
     README); boxes the whole frame found elsewhere are kept. Text that small is screened with a
     lower box threshold (`SCREEN_SCORE`), since the small scale lowers its scores. With
     `screen=False` every band runs (the behaviour before screening). `normalization` is the HEF's
-    in-network mean and std (channels as fed), from which `ocr_levels` makes the frame that is
+    in-network mean and std (channels as fed; by default the detector HEF's in `NETWORKS`), from which `ocr_levels` makes the frame that is
     Immich's own input give the network Immich's values.
     """
 
@@ -151,12 +157,12 @@ class OcrDetection:
         *,
         max_tiles: int = MAX_TILES,
         screen: bool = True,
-        normalization: tuple[tuple[float, ...], tuple[float, ...]] = IMAGENET_NORM,
+        normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
     ) -> None:
         self.network = network
         self.max_tiles = max_tiles
         self.screen = screen
-        self._levels = immich_levels(*normalization)
+        self._levels = immich_levels(*(normalization or _detector_normalization()))
         self._output = network.outputs[0]
         self._input_hw = tuple(network.inputs[0].shape[:2])
 

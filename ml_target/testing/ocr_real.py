@@ -40,6 +40,7 @@ from ml_target.tasks.ocr import OcrDetection, OcrRecognition
 from ml_target.testing.ocr_networks import ocr_networks, ocrspine_file
 from ml_target.testing.ocr_pages import char_accuracy
 from ml_target.text.ocr_dictionary import load_dictionary
+from ml_target.verify.cache import OcrFiles, _table
 from ml_target.verify.metrics import match_lines
 from ml_target.verify.reference_ocr import ImmichOcr
 
@@ -134,8 +135,6 @@ def _reading(quads: list[np.ndarray], texts: list[str]) -> str:
 
 async def compare(images: list[RealImage] | None = None) -> list[Comparison]:
     """Each image through both pipelines (module docstring)."""
-    from ml_target.verify.cache import OcrFiles, _table
-
     keys = ocrspine_file("ppocr_keys_v5.txt")
     immich = ImmichOcr(
         OcrFiles("PP-OCRv5_mobile", ocrspine_file("ppocrv5_det.onnx"), ocrspine_file("ppocrv5_rec.onnx"), _table(keys.read_text(encoding="utf-8")))
