@@ -8,7 +8,7 @@ from PIL import Image
 
 from ml_target.networks import IMAGENET_MEAN_255, IMAGENET_STD_255
 from ml_target.vision.ocr_levels import immich_levels
-from ml_target.vision.ocr_resize import DetectionFit, immich_input_size, plan_fit, render_input
+from ml_target.vision.ocr_resize import DetectionFit, _resize, immich_input_size, plan_fit, render_input
 
 INPUT = (544, 960)
 IDENTITY = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)
@@ -104,10 +104,27 @@ def test_immich_size_frame_is_pillow_lanczos_through_the_levels() -> None:
     (fit,) = plan_fit(500, 700, INPUT, 736)
     levels = immich_levels(IMAGENET_MEAN_255, IMAGENET_STD_255)
     frame = render_input(image, fit, INPUT, levels)
-    expected = np.asarray(Image.fromarray(image).resize((704, 512), Image.Resampling.LANCZOS))
-    for channel in range(3):
+    expected = np.asarray(Image.fromarray(image).resize((704, 512), Image.Resampling.LANCZOS))[..., ::-1]
+    for channel in range(3):  # the frame is BGR, as are the levels
         assert (frame[:512, :704, channel] == levels[0, expected[..., channel], channel]).all()
     assert (frame[512:] == 0).all() and (frame[:, 704:] == 0).all()
+
+
+@pytest.mark.parametrize(("height", "width"), [(500, 700), (1440, 1920), (1920, 1440)])
+def test_frame_from_rgb_is_the_frame_of_a_bgr_copy(height: int, width: int) -> None:
+    """Reversing the channels after the resize gives exactly the frame the BGR image would: Immich's
+    size (Lanczos), a scaled whole frame and bands (OpenCV)."""
+    rng = np.random.default_rng(height + width)
+    rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    levels = immich_levels(IMAGENET_MEAN_255, IMAGENET_STD_255)
+    for fit in plan_fit(height, width, INPUT, 736) + plan_fit(height, width, INPUT, 736, max_tiles=1):
+        rh, rw = fit.resized
+        resized = _resize(bgr[fit.top : fit.bottom], fit)
+        expected = levels[0, resized, np.arange(3)] if fit.immich_size else resized
+        frame = render_input(rgb, fit, INPUT, levels)
+        assert (frame[:rh, :rw] == expected).all()
+        assert (frame[rh:] == 0).all() and (frame[:, rw:] == 0).all()
 
 
 def test_levels_give_the_hef_immichs_detector_values() -> None:

@@ -115,11 +115,6 @@ class RecognitionOptions:
     min_score: float = DEFAULT_RECOGNITION_SCORE
 
 
-def _bgr(image: np.ndarray) -> np.ndarray:
-    """The decoded RGB image in the detector's channel order (module doc)."""
-    return np.ascontiguousarray(image[..., ::-1])
-
-
 def _detector_normalization() -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The detector HEF's in-network normalisation (docs/hardware-evidence.md §1.15)."""
     normalization = NETWORKS[DETECTOR_HEF].normalization
@@ -179,8 +174,8 @@ class OcrDetection:
             score_mode=score_mode,
         )
 
-    def _render(self, bgr: np.ndarray, fits: list[DetectionFit]) -> list[np.ndarray]:
-        return [render_input(bgr, fit, self._input_hw, self._levels) for fit in fits]
+    def _render(self, rgb: np.ndarray, fits: list[DetectionFit]) -> list[np.ndarray]:
+        return [render_input(rgb, fit, self._input_hw, self._levels) for fit in fits]
 
     async def _probabilities(self, frames: list[np.ndarray]) -> list[np.ndarray]:
         outputs = await asyncio.gather(*(self.network.infer(frame) for frame in frames))
@@ -238,16 +233,15 @@ class OcrDetection:
         height, width = payload.shape[:2]
         if height < MIN_IMAGE_SIDE or width < MIN_IMAGE_SIDE:
             return _empty_detections(width, height)
-        bgr = await asyncio.to_thread(_bgr, payload)
         bands = plan_fit(height, width, self._input_hw, options.max_resolution, self.max_tiles)
         if len(bands) == 1 or not self.screen:
-            probs = await self._probabilities(await asyncio.to_thread(self._render, bgr, bands))
+            probs = await self._probabilities(await asyncio.to_thread(self._render, payload, bands))
             return await asyncio.to_thread(self._boxes, probs, bands, options)
         whole = plan_fit(height, width, self._input_hw, options.max_resolution, 1)
-        (prob,) = await self._probabilities(await asyncio.to_thread(self._render, bgr, whole))
+        (prob,) = await self._probabilities(await asyncio.to_thread(self._render, payload, whole))
         rows = await asyncio.to_thread(self._small_text_rows, prob, whole[0], options)
         needed = [fit for fit in bands if any(top < fit.bottom and bottom > fit.top for top, bottom in rows)]
-        band_probs = await self._probabilities(await asyncio.to_thread(self._render, bgr, needed)) if needed else []
+        band_probs = await self._probabilities(await asyncio.to_thread(self._render, payload, needed)) if needed else []
         return await asyncio.to_thread(self._boxes, [*band_probs, prob], [*needed, *whole], options, len(needed))
 
     def describe(self) -> dict[str, Any]:
@@ -295,10 +289,12 @@ class OcrRecognition:
 
     def _windows(self, image: np.ndarray, quads: np.ndarray) -> list[list[Window]]:
         height, width = self._size
-        image = _bgr(image) if self.channels == "bgr" else image
         lines = []
         for quad in quads:
+            # Cropped from the RGB image, then reordered: the warp treats each channel alone.
             crop = crop_quad(image, quad)
+            if self.channels == "bgr":
+                crop = np.ascontiguousarray(crop[..., ::-1])
             if self.long_lines == "squash":
                 lines.append([Window(squashed_frame(crop, height, width), 0, -math.inf)])
             else:

@@ -134,11 +134,16 @@ def _resize(band: np.ndarray, fit: DetectionFit) -> np.ndarray:
     return cv2.resize(band, (rw, rh), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
 
 
-def render_input(image: np.ndarray, fit: DetectionFit, input_hw: tuple[int, int], immich_levels: np.ndarray) -> np.ndarray:
-    """The detector frame: the band resized into the top-left of a black input; Immich's input
-    (`fit.immich_size`) mapped through `immich_levels` (module doc)."""
+def render_input(rgb: np.ndarray, fit: DetectionFit, input_hw: tuple[int, int], immich_levels: np.ndarray) -> np.ndarray:
+    """The detector frame, in BGR (the detector's order, `tasks.ocr`): the band of the RGB image
+    resized into the top-left of a black input; Immich's input (`fit.immich_size`) mapped through
+    `immich_levels` (BGR order; module doc).
+
+    The channels are reversed after the resize, on the small frame: resizing treats each channel
+    alone, so the frame is the same as from a BGR copy of the whole image, which cost a preview's
+    worth of memory traffic per request."""
     rh, rw = fit.resized
-    resized = _resize(image[fit.top : fit.bottom], fit)
-    frame = np.zeros((*input_hw, image.shape[2]), dtype=np.uint8)
-    frame[:rh, :rw] = cv2.LUT(np.ascontiguousarray(resized), immich_levels) if fit.immich_size else resized
+    resized = np.ascontiguousarray(_resize(rgb[fit.top : fit.bottom], fit)[..., ::-1])
+    frame = np.zeros((*input_hw, rgb.shape[2]), dtype=np.uint8)
+    frame[:rh, :rw] = cv2.LUT(resized, immich_levels) if fit.immich_size else resized
     return frame
