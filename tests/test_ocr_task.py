@@ -23,6 +23,7 @@ from ml_target.tasks.ocr import DETECTOR_HEF, FRAMES_IN_FLIGHT, OcrDetection, Oc
 from ml_target.testing.ocr_networks import ocr_networks, ocrspine_file
 from ml_target.testing.ocr_pages import Phrase, page_accuracy, read_phrases, render_page, text_page
 from ml_target.text.ocr_dictionary import DICTIONARY_FILE, load_dictionary
+from ml_target.vision.ocr_crops import crop_quad, line_windows
 
 IMMICH_DETECTION = {"minScore": 0.5, "maxResolution": 736}
 IMMICH_RECOGNITION = {"minScore": 0.8}
@@ -249,6 +250,28 @@ async def test_the_recogniser_gets_the_declared_channel_order(dictionary, channe
     await recognition.run(image, recognition.parse_options({}), detections(1))
     assert network.frames[0][24, 10].tolist() == [first, 120, 230 - first]
     assert recognition.describe()["channels"] == channels
+
+
+async def test_recogniser_frames_are_those_of_a_bgr_copy_of_the_image(dictionary) -> None:
+    """Crops are warped from the RGB image and reordered after: the frames (a long line in several
+    windows, a tilted line, a tall line turned) are exactly those of a BGR copy of the image."""
+    rng = np.random.default_rng(11)
+    rgb = rng.integers(0, 256, (300, 900, 3), dtype=np.uint8)
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    quads = np.array(
+        [
+            [[5, 10], [880, 10], [880, 40], [5, 40]],
+            [[20, 100], [300, 120], [298, 150], [18, 130]],
+            [[600, 80], [640, 80], [640, 290], [600, 290]],
+        ],
+        np.float32,
+    )
+    network = ScriptedRecogniser(len(dictionary), [1], 0.9)
+    recognition = OcrRecognition(network, dictionary)
+    await recognition.run(rgb, recognition.parse_options({}), TextDetections(quads, np.full(3, 0.9, np.float32), 900, 300))
+    expected = [w.frame for quad in quads for w in line_windows(crop_quad(bgr, quad))]
+    assert len(expected) > 3  # the long line is read in windows
+    assert sorted(f.tobytes() for f in network.frames) == sorted(f.tobytes() for f in expected)
 
 
 class RecordingDetector:
