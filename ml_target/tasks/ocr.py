@@ -137,8 +137,8 @@ class OcrDetection:
     README); boxes the whole frame found elsewhere are kept. Text that small is screened with a
     lower box threshold (`SCREEN_SCORE`), since the small scale lowers its scores. With
     `screen=False` every band runs (the behaviour before screening). `normalization` is the HEF's
-    in-network mean and std (channels as fed; by default the detector HEF's in `NETWORKS`), from which `ocr_levels` makes the frame that is
-    Immich's own input give the network Immich's values.
+    in-network mean and std (channels as fed; by default the detector HEF's in `NETWORKS`), from
+    which `ocr_levels` makes the frame that is Immich's own input give the network Immich's values.
     """
 
     task = "ocr"

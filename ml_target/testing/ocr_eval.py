@@ -25,6 +25,7 @@ from ml_target.tasks.ocr import OcrDetection, OcrRecognition
 from ml_target.testing.ocr_networks import ocr_networks, ocrspine_file
 from ml_target.testing.ocr_pages import PHRASES, char_accuracy, page_accuracy, read_phrases, render_page, text_page
 from ml_target.text.ocr_dictionary import load_dictionary
+from ml_target.vision.ocr_levels import IMMICH_DETECTOR_MEAN, IMMICH_DETECTOR_STD
 
 PAGE_SIZES = (12, 14, 18, 24, 32)
 LONG_LINES = (
@@ -59,7 +60,7 @@ async def page_table() -> list[tuple[str, int, float, float, float]]:
 
 SMALL_PAGES = (("landscape 640x480", (640, 480)), ("landscape 800x500", (800, 500)))
 # Levels for a network that normalised as Immich does: each pixel level maps to itself.
-PLAIN_LEVELS = ((0.5,) * 3, (127.5,) * 3)
+PLAIN_LEVELS = ((IMMICH_DETECTOR_MEAN,) * 3, (IMMICH_DETECTOR_STD,) * 3)
 
 
 async def small_page_table() -> list[tuple[str, int, float, float]]:

@@ -16,10 +16,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
+# What Immich's detector subtracts from and divides each 0..255 pixel by (immich-protocol.md §6.5).
+IMMICH_DETECTOR_MEAN, IMMICH_DETECTOR_STD = 0.5, 127.5
+
 
 def immich_levels(mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """(1, 256, C) uint8 table for `cv2.LUT`, for a network that normalises channel c as
     (q - mean[c]) / std[c]; the channels are in the order the network is fed."""
     p = np.arange(256, dtype=np.float64)[:, None]
-    q = np.asarray(mean, np.float64) + np.asarray(std, np.float64) * (p - 0.5) / 127.5
+    q = np.asarray(mean, np.float64) + np.asarray(std, np.float64) * (p - IMMICH_DETECTOR_MEAN) / IMMICH_DETECTOR_STD
     return np.clip(np.rint(q), 0, 255).astype(np.uint8)[None]
