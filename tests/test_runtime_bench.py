@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
+from types import SimpleNamespace
+
+import numpy as np
 
 from ml_target.benchmarks.device import (
     device_bound_fps,
+    drive,
     percentiles_ms,
     run_device_benchmark,
 )
@@ -27,3 +32,24 @@ def test_short_benchmark_run_reports_full_bursts_near_the_bound():
     assert report["mean_device_burst"] == 8.0
     assert 0.5 < report["ratio"] < 1.05
     assert report["p50_ms"] <= report["p95_ms"] <= report["p99_ms"]
+
+
+def test_window_closes_before_the_callers_drain():
+    """The counters' window ends while every caller still has a frame out: the frames queued as
+    callers stop one by one (a partial burst, the benchmark's own ending) fall outside it."""
+    in_flight = 0
+    seen_at_close: list[int] = []
+
+    async def infer(frame: np.ndarray) -> None:
+        nonlocal in_flight
+        in_flight += 1
+        await asyncio.sleep(0.02)
+        in_flight -= 1
+
+    network = SimpleNamespace(inputs=[SimpleNamespace(shape=(2, 2, 3))], infer=infer)
+    latencies, wall_s, window_s, _ = asyncio.run(
+        drive(network, callers=4, seconds=0.2, on_open=lambda: None, on_close=lambda: seen_at_close.append(in_flight))
+    )
+    assert seen_at_close == [4]
+    assert 0.19 < window_s < wall_s
+    assert in_flight == 0 and len(latencies) >= 4

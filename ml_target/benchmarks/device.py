@@ -42,22 +42,25 @@ def percentiles_ms(latencies_s: list[float]) -> dict[str, float]:
     return {"p50_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99)}
 
 
-async def drive(network: Network, callers: int, seconds: float, on_measure: Callable[[], None]) -> tuple[list[float], float, float]:
-    """Closed loops of `callers` callers: warm up, call `on_measure`, then measure `seconds`.
+async def drive(
+    network: Network, callers: int, seconds: float, on_open: Callable[[], None], on_close: Callable[[], None]
+) -> tuple[list[float], float, float, float]:
+    """Closed loops of `callers` callers: warm up, call `on_open`, measure `seconds`, call `on_close`.
 
-    Only requests that start inside the window count, and the window closes when the last of them
-    completes: counting every completion after the window opens would credit it with up to
+    Only requests that start inside the window count, and their rate is taken until the last of
+    them completes: counting every completion after the window opens would credit it with up to
     `callers` frames the warm-up already had on the device, which for a short window reads as more
-    than the device can do. Returns the measured latencies (s), the wall time and the process CPU
-    time of the window.
+    than the device can do. `on_close` runs when the window closes, before the callers drain: the
+    last frames, queued as callers stop one by one, form a partial burst that is the benchmark's
+    own ending, not the runtime's batching. Returns the measured latencies (s), the wall time
+    until the last of them completed, the window's length and the process CPU time until then.
     """
     rng = np.random.default_rng(0)
     edge = network.inputs[0]
     frames = [rng.integers(0, 256, size=edge.shape, dtype=np.uint8) for _ in range(callers)]
     latencies: list[float] = []
-    window_start = float("inf")
+    window_start = end = float("inf")
     last_done = 0.0
-    end = time.perf_counter() + WARMUP_S + seconds
 
     async def caller(frame: np.ndarray) -> None:
         nonlocal last_done
@@ -69,10 +72,14 @@ async def drive(network: Network, callers: int, seconds: float, on_measure: Call
 
     tasks = [asyncio.create_task(caller(f)) for f in frames]
     await asyncio.sleep(WARMUP_S)
-    on_measure()
+    on_open()
     window_start, cpu0 = time.perf_counter(), time.process_time()
+    end = window_start + seconds
+    await asyncio.sleep(seconds)
+    on_close()
+    window_s = time.perf_counter() - window_start
     await asyncio.gather(*tasks)
-    return latencies, max(last_done - window_start, 1e-9), time.process_time() - cpu0
+    return latencies, max(last_done - window_start, 1e-9), window_s, time.process_time() - cpu0
 
 
 def _delta(after: dict[str, Any], before: dict[str, Any], key: str) -> float:
@@ -102,8 +109,9 @@ def run_device_benchmark(
                 snapshots[f"{label}_device"] = dict(device.counters()["networks"].get(spec.group, {}))
                 snapshots[f"{label}_host"] = runtime.stats()["networks"][net.name]
 
-            latencies, wall_s, cpu_s = asyncio.run(drive(net, callers, seconds, lambda: snapshot("start")))
-            snapshot("end")
+            latencies, wall_s, window_s, cpu_s = asyncio.run(
+                drive(net, callers, seconds, lambda: snapshot("start"), lambda: snapshot("end"))
+            )
         finally:
             runtime.close()
     frames = len(latencies)
@@ -124,7 +132,7 @@ def run_device_benchmark(
         "frames_per_s": fps,
         "device_bound_fps": bound,
         "ratio": fps / bound,
-        "device_utilisation": _delta(end_d, start_d, "busy_ms") / (1000.0 * wall_s),
+        "device_utilisation": _delta(end_d, start_d, "busy_ms") / (1000.0 * window_s),
         "mean_device_burst": device_frames / device_bursts if device_bursts else 0.0,
         "mean_submitted_burst": host_frames / host_bursts if host_bursts else 0.0,
         "host_cpu_ms_per_frame": 1000.0 * cpu_s / frames if frames else float("nan"),
