@@ -94,6 +94,19 @@ async def test_bands_run_only_over_rows_with_small_text(runtime, models: Path) -
     assert device.counters()["networks"]["paddle_ocr_v5_mobile_detection"]["bursts"] == 1
 
 
+async def test_caption_where_the_bands_overlap_runs_one_band(runtime, models: Path) -> None:
+    """A small caption in the middle of a 4:3 photo lies in both bands: one of them holds it, so
+    the whole frame plus that band run (not both bands), and the caption is read exactly."""
+    detection, recognition = create_ocr_handlers(Settings(models_dir=models), runtime)
+    options = detection.parse_options({"minScore": 0.5, "maxResolution": 736})
+    image, phrases = render_page(1920, 1440, [(PHRASES[1], 100, 700, 20)])
+    device = emulator.device()
+    boxes = await detection.run(image, options)
+    assert device.counters()["networks"]["paddle_ocr_v5_mobile_detection"]["frames"] == 2
+    lines = await recognition.run(image, recognition.parse_options({"minScore": 0.8}), boxes)
+    assert read_phrases(phrases, lines) == [PHRASES[1]]
+
+
 async def test_raw_recogniser_outputs_read_exactly_what_dequantised_ones_read(runtime, models: Path) -> None:
     """The recogniser hands back uint8 (argmax on the integers, only kept steps dequantised): same
     texts and the same scores, to the last bit, as with libhailort dequantising every element."""

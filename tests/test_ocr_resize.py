@@ -8,7 +8,15 @@ from PIL import Image
 
 from ml_target.networks import IMAGENET_MEAN_255, IMAGENET_STD_255
 from ml_target.vision.ocr_levels import immich_levels
-from ml_target.vision.ocr_resize import DetectionFit, _resize, immich_input_size, plan_fit, render_input
+from ml_target.vision.ocr_resize import (
+    DetectionFit,
+    _resize,
+    bands_for_rows,
+    holds,
+    immich_input_size,
+    plan_fit,
+    render_input,
+)
 
 INPUT = (544, 960)
 IDENTITY = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)
@@ -85,6 +93,52 @@ def test_cut_by_band_only_at_inner_edges() -> None:
     assert top_band.cut_by_band(at_bottom).tolist() == [True]
     assert bottom_band.cut_by_band(at_top).tolist() == [True]
     assert bottom_band.cut_by_band(at_bottom).tolist() == [False]
+
+
+PORTRAIT_BANDS = plan_fit(1920, 1440, INPUT, 736)
+
+
+def _spans(bands: list[DetectionFit]) -> list[tuple[int, int]]:
+    return [(fit.top, fit.bottom) for fit in bands]
+
+
+def test_a_band_holds_rows_with_their_height_to_spare_at_inner_edges_only() -> None:
+    upper, lower = PORTRAIT_BANDS
+    assert _spans(PORTRAIT_BANDS) == [(0, 1097), (823, 1920)]
+    assert holds(upper, 0, 40)  # the image's top edge cuts nothing
+    assert holds(upper, 1000, 1048) and not holds(upper, 1000, 1049)  # 48 rows to spare above 1097
+    assert holds(lower, 873, 923) and not holds(lower, 872, 923)
+    assert holds(lower, 1880, 1920)
+
+
+def test_rows_one_band_holds_run_that_band_alone() -> None:
+    # Held by both bands: the one whose middle is nearer.
+    assert _spans(bands_for_rows(PORTRAIT_BANDS, [(1030, 1040)])) == [(823, 1920)]
+    assert _spans(bands_for_rows(PORTRAIT_BANDS, [(900, 930)])) == [(0, 1097)]
+    # The upper band is needed anyway for the second row, so it takes the first one too.
+    assert _spans(bands_for_rows(PORTRAIT_BANDS, [(1030, 1040), (100, 130)])) == [(0, 1097)]
+    assert _spans(bands_for_rows(PORTRAIT_BANDS, [(100, 130), (1800, 1830)])) == [(0, 1097), (823, 1920)]
+    assert bands_for_rows(PORTRAIT_BANDS, []) == []
+
+
+def test_rows_no_band_holds_run_every_band_they_touch() -> None:
+    assert _spans(bands_for_rows(PORTRAIT_BANDS, [(900, 1000)])) == [(0, 1097), (823, 1920)]
+    (fit,) = plan_fit(1080, 1920, INPUT, 736)
+    assert bands_for_rows([fit], [(500, 600)]) == [fit]
+
+
+@pytest.mark.parametrize("height, width", [(1920, 1440), (1440, 1920), (3000, 1000)])
+def test_every_row_is_held_by_a_chosen_band_or_all_it_touches_run(height: int, width: int) -> None:
+    bands = plan_fit(height, width, INPUT, 736)
+    rng = np.random.default_rng(height)
+    for _ in range(300):
+        tops = rng.uniform(0, height - 10, size=rng.integers(1, 5))
+        rows = [(float(t), float(min(height, t + rng.uniform(10, 150)))) for t in tops]
+        chosen = bands_for_rows(bands, rows)
+        for top, bottom in rows:
+            touched = [fit for fit in bands if top < fit.bottom and bottom > fit.top]
+            assert any(holds(fit, top, bottom) for fit in chosen) or all(fit in chosen for fit in touched)
+        assert all(any(top < fit.bottom and bottom > fit.top for top, bottom in rows) for fit in chosen)
 
 
 def test_render_input_places_the_band_top_left_on_black() -> None:

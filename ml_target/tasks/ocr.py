@@ -35,7 +35,14 @@ from ml_target.vision.ctc import CtcPath, greedy_path, line_score, path_text
 from ml_target.vision.dbnet import SCORE_MODES, db_boxes, drop_duplicates, finish_boxes, reading_order
 from ml_target.vision.ocr_crops import Window, crop_quad, line_windows, merge_windows, squashed_frame
 from ml_target.vision.ocr_levels import immich_levels
-from ml_target.vision.ocr_resize import MAX_RESOLUTION_CAP, MAX_TILES, DetectionFit, plan_fit, render_input
+from ml_target.vision.ocr_resize import (
+    MAX_RESOLUTION_CAP,
+    MAX_TILES,
+    DetectionFit,
+    bands_for_rows,
+    plan_fit,
+    render_input,
+)
 
 SERVED_MODELS = ("PP-OCRv5_mobile", "CH__PP-OCRv5_mobile")
 DETECTOR_HEF = "paddle_ocr_v5_mobile_detection"
@@ -134,7 +141,8 @@ class OcrDetection:
     the whole image: most photos in a library hold no text, and for them that one frame is the
     answer. Bands run only over rows where the whole frame found text shrunk below
     `SMALL_TEXT_PX` (box short side in detector pixels, where measured accuracy starts to drop,
-    README); boxes the whole frame found elsewhere are kept. Text that small is screened with a
+    README), and only the bands those rows need (`ocr_resize.bands_for_rows`: one band where one
+    holds them); boxes the whole frame found elsewhere are kept. Text that small is screened with a
     lower box threshold (`SCREEN_SCORE`), since the small scale lowers its scores. With
     `screen=False` every band runs (the behaviour before screening). `normalization` is the HEF's
     in-network mean and std (channels as fed; by default the detector HEF's in `NETWORKS`), from
@@ -240,7 +248,7 @@ class OcrDetection:
         whole = plan_fit(height, width, self._input_hw, options.max_resolution, 1)
         (prob,) = await self._probabilities(await asyncio.to_thread(self._render, payload, whole))
         rows = await asyncio.to_thread(self._small_text_rows, prob, whole[0], options)
-        needed = [fit for fit in bands if any(top < fit.bottom and bottom > fit.top for top, bottom in rows)]
+        needed = bands_for_rows(bands, rows)
         band_probs = await self._probabilities(await asyncio.to_thread(self._render, payload, needed)) if needed else []
         return await asyncio.to_thread(self._boxes, [*band_probs, prob], [*needed, *whole], options, len(needed))
 

@@ -124,6 +124,36 @@ def plan_fit(
     ]
 
 
+def holds(fit: DetectionFit, top: float, bottom: float) -> bool:
+    """Whether rows [top, bottom] lie inside the band with their own height to spare at each edge
+    where another band takes over: a box there, grown at the band's larger scale, would be cut by
+    the edge and dropped (`cut_by_band`), and then no frame would keep it."""
+    margin = bottom - top
+    above = top >= fit.top + (margin if fit.top > 0 else 0)
+    below = bottom <= fit.bottom - (margin if fit.bottom < fit.image[0] else 0)
+    return above and below
+
+
+def bands_for_rows(bands: list[DetectionFit], rows: list[tuple[float, float]]) -> list[DetectionFit]:
+    """The bands to run for rows (top, bottom) of small text, in the order of `bands`.
+
+    Rows no band holds (`holds`) get every band they touch: each then holds the part of the text
+    the others cut. Rows a band holds need only one such band: one already chosen, else the one
+    that holds the most of the rows, the nearest to theirs on a tie. So never more bands than the
+    rows touch, and a sign in the overlap of two bands costs one."""
+    holding = [[i for i, fit in enumerate(bands) if holds(fit, top, bottom)] for top, bottom in rows]
+    chosen: set[int] = set()
+    for (top, bottom), held in sorted(zip(rows, holding), key=lambda row: len(row[1])):
+        if not held:
+            chosen.update(i for i, fit in enumerate(bands) if top < fit.bottom and bottom > fit.top)
+        elif chosen.isdisjoint(held):
+            middle = (top + bottom) / 2
+            chosen.add(min(held, key=lambda i: (
+                -sum(i in h for h in holding), abs((bands[i].top + bands[i].bottom) / 2 - middle)
+            )))
+    return [fit for i, fit in enumerate(bands) if i in chosen]
+
+
 def _resize(band: np.ndarray, fit: DetectionFit) -> np.ndarray:
     rh, rw = fit.resized
     if band.shape[:2] == (rh, rw):
