@@ -28,6 +28,7 @@ from ml_target.text.ocr_dictionary import load_dictionary
 from ml_target.vision.ocr_levels import IMMICH_DETECTOR_MEAN, IMMICH_DETECTOR_STD
 
 PAGE_SIZES = (12, 14, 18, 24, 32)
+BANDED_PHOTOS = (("landscape 1920x1440", (1920, 1440)), ("portrait 1440x1920", (1440, 1920)))  # preview sizes cut into bands
 LONG_LINES = (
     PHRASES[5],
     PHRASES[2],
@@ -49,8 +50,7 @@ async def page_table() -> list[tuple[str, int, float, float, float]]:
     detectors = (OcrDetection(det_net, max_tiles=1), OcrDetection(det_net, screen=False), OcrDetection(det_net))
     recogniser = OcrRecognition(rec_net, dictionary)
     rows = []
-    pages = (("landscape 1920x1440", (1920, 1440)), ("portrait 1440x1920", (1440, 1920)), ("16:9 1920x1080", (1920, 1080)))
-    for orientation, (w, h) in pages:
+    for orientation, (w, h) in (*BANDED_PHOTOS, ("16:9 1920x1080", (1920, 1080))):
         for size in PAGE_SIZES:
             image, phrases = text_page(w, h, size)
             scores = [page_accuracy(phrases, await read(d, recogniser, image)) for d in detectors]
@@ -71,7 +71,7 @@ async def caption_table() -> list[tuple[str, int, int, float, float, int, int]]:
     detectors = (OcrDetection(det_net, screen=False), OcrDetection(det_net))
     recogniser = OcrRecognition(rec_net, dictionary)
     rows = []
-    for orientation, (w, h) in (("landscape 1920x1440", (1920, 1440)), ("portrait 1440x1920", (1440, 1920))):
+    for orientation, (w, h) in BANDED_PHOTOS:
         for size in CAPTION_SIZES:
             for step in range(CAPTION_STEPS):
                 y = 40 + step * (h - 120) // (CAPTION_STEPS - 1)
