@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ml_target.tasks.ocr import OcrDetection, OcrRecognition
-from ml_target.testing.ocr_networks import ocr_networks, ocrspine_file
+from ml_target.testing.ocr_networks import OnnxOcrNetwork, ocr_networks, ocrspine_file
 from ml_target.testing.ocr_pages import PHRASES, char_accuracy, page_accuracy, read_phrases, render_page, text_page
 from ml_target.text.ocr_dictionary import load_dictionary
 from ml_target.vision.ocr_levels import IMMICH_DETECTOR_MEAN, IMMICH_DETECTOR_STD
@@ -38,6 +38,12 @@ LONG_LINES = (
 )
 
 
+def _real_ocr() -> tuple[OnnxOcrNetwork, OnnxOcrNetwork, tuple[str, ...]]:
+    """The real PP-OCRv5 mobile networks at the HEFs' sizes (detector, recogniser) and their dictionary."""
+    det_net, rec_net = ocr_networks()
+    return det_net, rec_net, load_dictionary(ocrspine_file("ppocr_keys_v5.txt"))
+
+
 async def read(detector: OcrDetection, recogniser: OcrRecognition, image: np.ndarray, min_score: float = 0.8):
     detections = await detector.run(image, detector.parse_options({}))
     return await recogniser.run(image, recogniser.parse_options({"minScore": min_score}), detections)
@@ -45,8 +51,7 @@ async def read(detector: OcrDetection, recogniser: OcrRecognition, image: np.nda
 
 async def page_table() -> list[tuple[str, int, float, float, float]]:
     """(orientation, font px, accuracy: one frame, every band, screened bands (default)) per page."""
-    det_net, rec_net = ocr_networks()
-    dictionary = load_dictionary(ocrspine_file("ppocr_keys_v5.txt"))
+    det_net, rec_net, dictionary = _real_ocr()
     detectors = (OcrDetection(det_net, max_tiles=1), OcrDetection(det_net, screen=False), OcrDetection(det_net))
     recogniser = OcrRecognition(rec_net, dictionary)
     rows = []
@@ -66,8 +71,7 @@ async def caption_table() -> list[tuple[str, int, int, float, float, int, int]]:
     """(photo, font px, caption top, accuracy every band, accuracy screened (default), detector
     frames every band, screened) for one small caption at rows stepping down the photo, across
     where the bands overlap and meet: what running one band of two costs the text."""
-    det_net, rec_net = ocr_networks()
-    dictionary = load_dictionary(ocrspine_file("ppocr_keys_v5.txt"))
+    det_net, rec_net, dictionary = _real_ocr()
     detectors = (OcrDetection(det_net, screen=False), OcrDetection(det_net))
     recogniser = OcrRecognition(rec_net, dictionary)
     rows = []
@@ -92,8 +96,7 @@ PLAIN_LEVELS = ((IMMICH_DETECTOR_MEAN,) * 3, (IMMICH_DETECTOR_STD,) * 3)
 
 async def small_page_table() -> list[tuple[str, int, float, float]]:
     """(page, font px, accuracy: pixels as they are, Immich's levels (default)) per small page."""
-    det_net, rec_net = ocr_networks()
-    dictionary = load_dictionary(ocrspine_file("ppocr_keys_v5.txt"))
+    det_net, rec_net, dictionary = _real_ocr()
     detectors = (OcrDetection(det_net, normalization=PLAIN_LEVELS), OcrDetection(det_net))
     recogniser = OcrRecognition(rec_net, dictionary)
     rows = []
@@ -107,8 +110,7 @@ async def small_page_table() -> list[tuple[str, int, float, float]]:
 
 async def long_line_table(size: int = 28) -> list[tuple[int, float, float, float]]:
     """(chars, aspect w/h of the line, accuracy squashed, accuracy windowed) per long line."""
-    det_net, rec_net = ocr_networks()
-    dictionary = load_dictionary(ocrspine_file("ppocr_keys_v5.txt"))
+    det_net, rec_net, dictionary = _real_ocr()
     detector = OcrDetection(det_net)
     squash = OcrRecognition(rec_net, dictionary, long_lines="squash")
     windows = OcrRecognition(rec_net, dictionary, long_lines="windows")
